@@ -1,0 +1,1 @@
+"""Memanto server: sessions and memories for AI agents."""

@@ -1,0 +1,51 @@
+"""Agent routes (API key)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from app.agents.schemas import AgentDetail, AgentList, AgentSummary, CreateAgentRequest
+from app.auth.cache import Owner
+from app.auth.guards import provide_owner
+from app.http import AgentIdPath
+from app.services import Services
+
+
+class AgentController(Controller):
+    path = "/agents"
+    tags = ["agents"]
+    dependencies = {"owner": Provide(provide_owner)}
+
+    @post(status_code=HTTP_201_CREATED, summary="Create an agent (409 if the owner has one of that name)")
+    async def create(
+        self, data: JSONBody[CreateAgentRequest], owner: NamedDependency[Owner], services: NamedDependency[Services]
+    ) -> AgentSummary:
+        return await services.agents.create(owner, data.agent_id, data.description)
+
+    @get(summary="The owner's agents, by agent_id, keyset-paginated")
+    async def list_agents(
+        self,
+        owner: NamedDependency[Owner],
+        services: NamedDependency[Services],
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+    ) -> AgentList:
+        return await services.agents.list(owner, limit, cursor)
+
+    @get("/{agent_id:str}", summary="One agent with its counts and live session")
+    async def show(
+        self, agent_id: AgentIdPath, owner: NamedDependency[Owner], services: NamedDependency[Services]
+    ) -> AgentDetail:
+        return await services.agents.get(owner, agent_id)
+
+    @delete("/{agent_id:str}", status_code=HTTP_204_NO_CONTENT,
+            summary="Delete an agent: ends its session, deletes its memories and history for good")
+    async def remove(
+        self, agent_id: AgentIdPath, owner: NamedDependency[Owner], services: NamedDependency[Services]
+    ) -> None:
+        await services.agents.delete(owner, agent_id)

@@ -1,0 +1,48 @@
+"""Wire shapes of the agent routes (api.md, Agents)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+AgentId = Annotated[str, msgspec.Meta(pattern=AGENT_ID_PATTERN, description="1-64 of A-Z a-z 0-9 _ -")]
+
+
+class CreateAgentRequest(msgspec.Struct, kw_only=True):
+    agent_id: AgentId
+    description: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+class AgentSummary(msgspec.Struct, kw_only=True):
+    agent_id: str
+    description: str | None
+    created_at: str
+    last_session_at: str | None
+
+
+class AgentList(msgspec.Struct, kw_only=True):
+    agents: list[AgentSummary]
+    count: int
+    next_cursor: str | None
+
+
+class ActiveSession(msgspec.Struct, kw_only=True):
+    session_id: str
+    created_at: str
+    expires_at: str
+    time_remaining_seconds: int
+    memories_stored: int
+    memories_retrieved: int
+    extensions: int
+
+
+class AgentDetail(msgspec.Struct, kw_only=True):
+    agent_id: str
+    description: str | None
+    created_at: str
+    last_session_at: str | None
+    memory_count: int
+    session_count: int
+    active_session: ActiveSession | None

@@ -1,0 +1,230 @@
+"""Domain errors and their RFC 9457 problem-details rendering.
+
+Every error leaves the app as `application/problem+json` with a stable `code`.
+A dependency outage is a 503 with `Retry-After`; anything unexpected is a 500
+(and a bug), logged with its traceback but never with credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+import msgspec
+import redis.exceptions
+from litestar import Request, Response
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+logger = logging.getLogger("memanto.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class FieldProblem(msgspec.Struct, omit_defaults=True):
+    field: str
+    message: str
+    source: str | None = None  # "body", "query", "path" or "header" when known
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details, plus the contract's `code` and field `errors`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldProblem] | None = None
+
+
+class MemantoError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        errors: list[FieldProblem] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class BadRequest(MemantoError):
+    pass
+
+
+class Unauthorized(MemantoError):
+    status = 401
+    code = "invalid_token"
+    title = "Unauthorized"
+
+    def __init__(self, detail: str, *, code: str, scheme: str = "Bearer") -> None:
+        error = "invalid_token" if code != "missing_credentials" else "invalid_request"
+        super().__init__(
+            detail,
+            code=code,
+            headers={"WWW-Authenticate": f'{scheme} realm="memanto", error="{error}"'},
+        )
+
+
+class Forbidden(MemantoError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(MemantoError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(MemantoError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class InvalidInput(MemantoError):
+    status = 422
+    code = "validation_error"
+    title = "Validation error"
+
+    @classmethod
+    def field(cls, field: str, message: str, source: str | None = None) -> InvalidInput:
+        return cls(f"{field}: {message}", errors=[FieldProblem(field=field, message=message, source=source)])
+
+
+class DependencyUnavailable(MemantoError):
+    status = 503
+    code = "dependency_unavailable"
+    title = "Service unavailable"
+
+
+# What a dependency outage looks like from the client libraries' side.
+REDIS_OUTAGE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.BusyLoadingError,
+)
+POSTGRES_OUTAGE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.QueryCanceledError,  # statement_timeout
+)
+OUTAGE_ERRORS = (*REDIS_OUTAGE, *POSTGRES_OUTAGE, OSError, asyncio.TimeoutError, TimeoutError)
+
+
+def _problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[Problem]:
+    return Response(content=problem, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _type_uri(code: str) -> str:
+    return f"https://memanto.dev/problems/{code.replace('_', '-')}"
+
+
+def memanto_error_handler(_: Request[Any, Any, Any], exc: MemantoError) -> Response[Problem]:
+    return _problem_response(
+        Problem(
+            type=_type_uri(exc.code), title=exc.title, status=exc.status,
+            detail=exc.detail, code=exc.code, errors=exc.errors,
+        ),
+        exc.headers,
+    )
+
+
+def outage_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    which = "Redis" if isinstance(exc, REDIS_OUTAGE) else "Postgres" if isinstance(exc, POSTGRES_OUTAGE) else "a backend"
+    logger.warning("dependency unavailable: %s (%s)", which, type(exc).__name__)
+    retry_after = str(request.app.state.settings.retry_after_seconds)
+    return memanto_error_handler(
+        request, DependencyUnavailable(f"{which} is unavailable; retry shortly", headers={"Retry-After": retry_after})
+    )
+
+
+def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    problems: list[FieldProblem] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        key, message = str(item.get("key", "")), str(item.get("message", ""))
+        # When a query parameter fails, Litestar also reports the unparsed body as
+        # `KeyError('data')`; that is noise, not a problem of the request.
+        if message == repr(key):
+            continue
+        problems.append(FieldProblem(field=key, message=message, source=item.get("source")))
+    detail = "; ".join(f"{p.field}: {p.message}" for p in problems) or "the request is not valid"
+    return _problem_response(
+        Problem(type=_type_uri("validation_error"), title="Validation error", status=422,
+                detail=detail, code="validation_error", errors=problems or None)
+    )
+
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("missing_credentials", "Unauthorized"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    code, title = _HTTP_CODES.get(status, ("bad_request" if status < 500 else "internal_error", "Error"))
+    if isinstance(exc, NotFoundException):
+        detail = "no such route"
+    elif isinstance(exc, MethodNotAllowedException):
+        detail = "method not allowed on this route"
+    elif status == 413:
+        detail = "the request body is larger than this server accepts"
+    elif isinstance(exc, ClientException):
+        detail = exc.detail or title
+    else:
+        detail = title
+    headers = dict(exc.headers or {})
+    return _problem_response(
+        Problem(type=_type_uri(code), title=title, status=status, detail=detail, code=code), headers
+    )
+
+
+def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if isinstance(exc, OUTAGE_ERRORS):
+        return outage_handler(request, exc)
+    logger.exception("unhandled error on %s %s", request.method, request.scope.get("path_template", "?"))
+    return _problem_response(
+        Problem(type=_type_uri("internal_error"), title="Internal server error",
+                status=HTTP_500_INTERNAL_SERVER_ERROR, detail="an unexpected error occurred", code="internal_error")
+    )
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    MemantoError: memanto_error_handler,
+    ValidationException: validation_handler,
+    HTTPException: http_exception_handler,
+    Exception: unexpected_error_handler,
+}

@@ -1,0 +1,103 @@
+"""Backends: the Postgres pool and the Redis client, opened, checked and closed.
+
+Neither backend has to be up for the app to start: the pool connects lazily and
+Redis connects on first use, so a request during an outage gets a 503 and the
+app recovers by itself when the backend returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import Litestar
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.errors import OUTAGE_ERRORS
+from app.settings import Settings
+
+logger = logging.getLogger("memanto.lifespan")
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog",
+        encoder=lambda value: msgspec.json.encode(value).decode(), decoder=msgspec.json.decode,
+    )
+
+
+async def open_pool(settings: Settings) -> asyncpg.Pool[Any]:
+    pool = asyncpg.create_pool(
+        settings.database_url,
+        min_size=0,
+        max_size=settings.db_pool_max,
+        timeout=settings.db_connect_timeout,
+        command_timeout=settings.db_statement_timeout + 1,
+        max_inactive_connection_lifetime=300,
+        init=_init_connection,
+        server_settings={
+            "application_name": "memanto-server",
+            "statement_timeout": str(int(settings.db_statement_timeout * 1000)),
+            "idle_in_transaction_session_timeout": "30000",
+        },
+    )
+    await pool  # min_size=0: no connection is made yet
+    return pool
+
+
+async def warm_pool(pool: asyncpg.Pool[Any], settings: Settings) -> None:
+    """Open `db_pool_min` connections now if Postgres answers; later if not."""
+    try:
+        conns = [await pool.acquire(timeout=settings.db_connect_timeout) for _ in range(settings.db_pool_min)]
+        for conn in conns:
+            await pool.release(conn)
+    except OUTAGE_ERRORS as exc:
+        logger.warning("Postgres is not reachable at start-up (%s); will retry on demand", type(exc).__name__)
+
+
+def open_redis(settings: Settings) -> Redis:
+    return Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        health_check_interval=15,
+        max_connections=settings.redis_max_connections,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        client_name="memanto-server",
+    )
+
+
+@asynccontextmanager
+async def backends(app: Litestar) -> AsyncIterator[None]:
+    """Put the pool, the Redis client and the services on `app.state`; close them in order."""
+    from app.services import build_services  # wiring lives in one place
+
+    settings: Settings = app.state.settings
+    pool = await open_pool(settings)
+    redis = open_redis(settings)
+    services = build_services(settings, pool, redis)
+    app.state.pool = pool
+    app.state.redis = redis
+    app.state.services = services
+    await warm_pool(pool, settings)
+    await services.start()
+    try:
+        yield
+    finally:
+        await services.stop()
+        await redis.aclose()
+        try:
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except TimeoutError:
+            pool.terminate()

@@ -1,0 +1,68 @@
+"""create_app(): wiring only — routes, dependencies, error handlers, lifespan."""
+
+from __future__ import annotations
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from app.agents.controller import AgentController
+from app.errors import EXCEPTION_HANDLERS
+from app.lifespan import backends
+from app.memories.controller import MemoryController
+from app.ops.health import HealthController
+from app.ops.logging import configure_logging
+from app.ops.request_context import AccessLogMiddleware, add_request_id
+from app.services import Services
+from app.sessions.controller import SessionController
+from app.settings import Settings
+
+API_PREFIX = "/api/v2"
+
+
+def provide_services(state: State) -> Services:
+    return state.services  # type: ignore[no-any-return]
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    configure_logging(settings)
+    api = Router(
+        path=API_PREFIX,
+        route_handlers=[SessionController, AgentController, MemoryController],
+        security=[{"ApiKey": []}, {"SessionToken": []}],
+    )
+    return Litestar(
+        route_handlers=[api, HealthController],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[backends],
+        middleware=[AccessLogMiddleware()],
+        before_send=[add_request_id],
+        request_max_body_size=settings.max_body_bytes,
+        state=State({"settings": settings}),
+        openapi_config=OpenAPIConfig(
+            title="Memanto server",
+            version="2.0.0",
+            description=(
+                "Sessions and memories for AI agents (MEMANTO session API v2). "
+                "Errors are RFC 9457 problem details with a stable `code`."
+            ),
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "ApiKey": SecurityScheme(type="http", scheme="bearer", description="`mk_…` API key"),
+                    "SessionToken": SecurityScheme(
+                        type="apiKey", name="X-Session-Token", security_scheme_in="header",
+                        description="Session JWT from activate",
+                    ),
+                }
+            ),
+        ),
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,56 @@
+"""Wiring: one instance of each store, repository and service per app process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+from redis.asyncio import Redis
+
+from app.agents.repository import AgentRepository
+from app.agents.service import AgentService
+from app.auth.cache import ApiKeyCache
+from app.auth.repository import ApiKeyRepository
+from app.db import Database
+from app.memories.repository import MemoryRepository
+from app.memories.service import MemoryService
+from app.sessions.repository import SessionRepository
+from app.sessions.service import SessionService
+from app.sessions.store import SessionStore
+from app.sessions.tokens import TokenCodec
+from app.settings import Settings
+
+
+class Services(msgspec.Struct, kw_only=True):
+    db: Database
+    redis: Redis
+    keys: ApiKeyCache
+    tokens: TokenCodec
+    sessions: SessionService
+    agents: AgentService
+    memories: MemoryService
+
+    async def start(self) -> None:
+        await self.keys.start()
+
+    async def stop(self) -> None:
+        await self.keys.stop()
+
+
+def build_services(settings: Settings, pool: asyncpg.Pool[Any], redis: Redis) -> Services:
+    db = Database(pool, settings.db_acquire_timeout)
+    tokens = TokenCodec(settings)
+    agent_repository = AgentRepository(db)
+    sessions = SessionService(
+        settings, SessionStore(redis, settings.redis_prefix), SessionRepository(db), agent_repository, tokens
+    )
+    return Services(
+        db=db,
+        redis=redis,
+        keys=ApiKeyCache(ApiKeyRepository(db), redis, settings.redis_prefix, settings.api_key_cache_seconds),
+        tokens=tokens,
+        sessions=sessions,
+        agents=AgentService(agent_repository, sessions),
+        memories=MemoryService(MemoryRepository(db), sessions),
+    )

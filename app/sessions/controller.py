@@ -1,0 +1,91 @@
+"""Session routes: activate, current/status, extend, deactivate."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED
+
+from app.auth.cache import Owner
+from app.auth.guards import Credentials, provide_claims, provide_credentials, provide_owner
+from app.errors import InvalidInput
+from app.http import SESSION_EXPIRES_HEADER, AgentIdPath, with_session_expiry
+from app.services import Services
+from app.sessions.schemas import (
+    ActivatedSession,
+    ActivateRequest,
+    CurrentSession,
+    EndedSession,
+    ExtendedSession,
+    ExtendRequest,
+)
+from app.sessions.tokens import SessionClaims
+
+QueryHours = Annotated[float | None, QueryParameter(gt=0, description="Hours (fractions allowed), at most 24.")]
+
+
+class SessionController(Controller):
+    tags = ["sessions"]
+
+    @post(
+        "/agents/{agent_id:str}/activate",
+        status_code=HTTP_201_CREATED,
+        dependencies={"owner": Provide(provide_owner)},
+        summary="Start a session (creates the agent if needed, supersedes its live session)",
+    )
+    async def activate(
+        self,
+        agent_id: AgentIdPath,
+        owner: NamedDependency[Owner],
+        services: NamedDependency[Services],
+        duration_hours: QueryHours = None,
+        data: JSONBody[ActivateRequest | None] = None,
+    ) -> ActivatedSession:
+        body = data or ActivateRequest()
+        hours = body.duration_hours if body.duration_hours is not None else duration_hours
+        return await services.sessions.activate(owner, agent_id, hours, body.metadata)
+
+    @get(
+        ["/session/current", "/status"],
+        dependencies={"claims": Provide(provide_claims)},
+        summary="The token's live session",
+    )
+    async def current(
+        self, claims: NamedDependency[SessionClaims], services: NamedDependency[Services]
+    ) -> Response[CurrentSession]:
+        current = await services.sessions.current(claims)
+        return Response(current, headers={SESSION_EXPIRES_HEADER: current.expires_at})
+
+    @post("/session/extend", dependencies={"claims": Provide(provide_claims)}, status_code=200,
+          summary="Push the session's expiry back; the token stays the same")
+    async def extend(
+        self,
+        claims: NamedDependency[SessionClaims],
+        services: NamedDependency[Services],
+        extend_hours: QueryHours = None,
+        additional_hours: QueryHours = None,
+        data: JSONBody[ExtendRequest | None] = None,
+    ) -> Response[ExtendedSession]:
+        body = data or ExtendRequest()
+        for field, value in (
+            ("extend_hours", body.extend_hours), ("additional_hours", body.additional_hours),
+            ("extend_hours", extend_hours), ("additional_hours", additional_hours),
+        ):
+            if value is not None:
+                extended, state = await services.sessions.extend(claims, value, field)
+                return with_session_expiry(extended, state)
+        raise InvalidInput.field("extend_hours", "required (or additional_hours)")
+
+    @post(
+        "/agents/{agent_id:str}/deactivate",
+        dependencies={"credentials": Provide(provide_credentials)},
+        status_code=200,
+        summary="End the agent's live session (token, or the owner's API key alone)",
+    )
+    async def deactivate(
+        self, agent_id: AgentIdPath, credentials: NamedDependency[Credentials], services: NamedDependency[Services]
+    ) -> EndedSession:
+        return await services.sessions.deactivate(credentials.owner, agent_id, credentials.claims)

@@ -1,0 +1,67 @@
+"""Wire shapes of the session routes (api.md, Sessions)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+PositiveHours = Annotated[float, msgspec.Meta(gt=0, description="Hours; fractions allowed.")]
+
+
+class ActivateRequest(msgspec.Struct, kw_only=True):
+    duration_hours: PositiveHours | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ExtendRequest(msgspec.Struct, kw_only=True):
+    extend_hours: PositiveHours | None = None
+    additional_hours: PositiveHours | None = None
+
+
+class ActivatedSession(msgspec.Struct, kw_only=True):
+    session_id: str
+    session_token: str
+    agent_id: str
+    status: str
+    created_at: str
+    expires_at: str
+    expires_in_seconds: int
+    superseded_session_id: str | None
+
+
+class CurrentSession(msgspec.Struct, kw_only=True):
+    session_id: str
+    agent_id: str
+    status: str
+    created_at: str
+    expires_at: str
+    time_remaining_minutes: int
+    time_remaining_seconds: int
+    memories_stored: int
+    memories_retrieved: int
+    extensions: int
+
+
+class ExtendedSession(msgspec.Struct, kw_only=True):
+    session_id: str
+    agent_id: str
+    previous_expires_at: str
+    expires_at: str
+    new_expires_at: str
+    hours_added: float
+    time_remaining_minutes: int
+    extensions: int
+
+
+class EndedSession(msgspec.Struct, kw_only=True):
+    session_id: str
+    agent_id: str
+    status: str
+    end_reason: str
+    started_at: str
+    ended_at: str
+    duration_seconds: int
+    duration: str
+    memories_stored: int
+    memories_retrieved: int

@@ -1,0 +1,37 @@
+"""Wall-clock helpers: the API speaks ISO-8601 UTC with a `Z`; Redis keeps milliseconds."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def iso_z(moment: datetime | int) -> str:
+    """`2026-03-30T16:30:00Z` (second precision; milliseconds dropped)."""
+    if isinstance(moment, int):
+        moment = from_ms(moment)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def human_duration(seconds: int) -> str:
+    """`2h 15m`, as the documented CLI prints durations."""
+    seconds = max(0, seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes = rest // 60
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{seconds}s"
