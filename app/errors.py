@@ -149,15 +149,21 @@ def _type_uri(code: str) -> str:
 def memanto_error_handler(_: Request[Any, Any, Any], exc: MemantoError) -> Response[Problem]:
     return _problem_response(
         Problem(
-            type=_type_uri(exc.code), title=exc.title, status=exc.status,
-            detail=exc.detail, code=exc.code, errors=exc.errors,
+            type=_type_uri(exc.code),
+            title=exc.title,
+            status=exc.status,
+            detail=exc.detail,
+            code=exc.code,
+            errors=exc.errors,
         ),
         exc.headers,
     )
 
 
 def outage_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
-    which = "Redis" if isinstance(exc, REDIS_OUTAGE) else "Postgres" if isinstance(exc, POSTGRES_OUTAGE) else "a backend"
+    which = (
+        "Redis" if isinstance(exc, REDIS_OUTAGE) else "Postgres" if isinstance(exc, POSTGRES_OUTAGE) else "a backend"
+    )
     logger.warning("dependency unavailable: %s (%s)", which, type(exc).__name__)
     retry_after = str(request.app.state.settings.retry_after_seconds)
     return memanto_error_handler(
@@ -178,8 +184,14 @@ def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> R
         problems.append(FieldProblem(field=key, message=message, source=item.get("source")))
     detail = "; ".join(f"{p.field}: {p.message}" for p in problems) or "the request is not valid"
     return _problem_response(
-        Problem(type=_type_uri("validation_error"), title="Validation error", status=422,
-                detail=detail, code="validation_error", errors=problems or None)
+        Problem(
+            type=_type_uri("validation_error"),
+            title="Validation error",
+            status=422,
+            detail=detail,
+            code="validation_error",
+            errors=problems or None,
+        )
     )
 
 
@@ -217,8 +229,13 @@ def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) ->
         return outage_handler(request, exc)
     logger.exception("unhandled error on %s %s", request.method, request.scope.get("path_template", "?"))
     return _problem_response(
-        Problem(type=_type_uri("internal_error"), title="Internal server error",
-                status=HTTP_500_INTERNAL_SERVER_ERROR, detail="an unexpected error occurred", code="internal_error")
+        Problem(
+            type=_type_uri("internal_error"),
+            title="Internal server error",
+            status=HTTP_500_INTERNAL_SERVER_ERROR,
+            detail="an unexpected error occurred",
+            code="internal_error",
+        )
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, TypeVar
 
 from litestar import Response
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter
 
 from app.agents.schemas import AGENT_ID_PATTERN
+from app.errors import PROBLEM_JSON, Problem
 from app.sessions.store import LiveState
 from app.timeutil import iso_z
 
@@ -15,9 +17,7 @@ T = TypeVar("T")
 
 SESSION_EXPIRES_HEADER = "X-Session-Expires-At"
 
-AgentIdPath = Annotated[
-    str, PathParameter(pattern=AGENT_ID_PATTERN, description="Agent id: 1-64 of A-Z a-z 0-9 _ -")
-]
+AgentIdPath = Annotated[str, PathParameter(pattern=AGENT_ID_PATTERN, description="Agent id: 1-64 of A-Z a-z 0-9 _ -")]
 
 
 def with_session_expiry(content: T, state: LiveState, status_code: int = 200) -> Response[T]:
@@ -25,3 +25,33 @@ def with_session_expiry(content: T, state: LiveState, status_code: int = 200) ->
     return Response(content, status_code=status_code, headers={SESSION_EXPIRES_HEADER: iso_z(state.expires_ms)})
 
 
+_PROBLEM_DESCRIPTIONS = {
+    400: "Malformed JSON or unreadable body (`bad_request`)",
+    401: "Missing, unknown or revoked API key; missing, malformed, forged, expired, ended or superseded session "
+    "token (`missing_credentials`, `invalid_api_key`, `invalid_token`, `session_expired`, `session_ended`, "
+    "`session_superseded`)",
+    403: "A valid credential used for something it does not own (`agent_mismatch`, `owner_mismatch`)",
+    404: "Not found within the caller's own data (`agent_not_found`, `no_active_session`, `memory_not_found`)",
+    409: "Creating what exists (`agent_exists`)",
+    413: "Body over the configured limit (`payload_too_large`)",
+    422: "A field out of range or of the wrong type (`validation_error`, with `errors`)",
+    503: "Redis or Postgres unreachable (`dependency_unavailable`); sends `Retry-After`",
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem-details answers a route can give."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_JSON,
+            description=_PROBLEM_DESCRIPTIONS[status],
+            generate_examples=False,
+        )
+        for status in (*statuses, 503)
+    }
+
+
+KEY_ROUTE = (401, 422)
+TOKEN_ROUTE = (401, 403, 422)
+BODY_ROUTE = (400, 413)

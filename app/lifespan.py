@@ -30,8 +30,10 @@ logger = logging.getLogger("memanto.lifespan")
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
     await conn.set_type_codec(
-        "jsonb", schema="pg_catalog",
-        encoder=lambda value: msgspec.json.encode(value).decode(), decoder=msgspec.json.decode,
+        "jsonb",
+        schema="pg_catalog",
+        encoder=lambda value: msgspec.json.encode(value).decode(),
+        decoder=msgspec.json.decode,
     )
 
 
@@ -48,6 +50,10 @@ async def open_pool(settings: Settings) -> asyncpg.Pool[Any]:
             "application_name": "memanto-server",
             "statement_timeout": str(int(settings.db_statement_timeout * 1000)),
             "idle_in_transaction_session_timeout": "30000",
+            # Plans fitted to each call's filters (most are optional), not one generic plan.
+            "plan_cache_mode": "force_custom_plan",
+            # Fuzzy recall: how alike a misspelled word must be (pg_trgm's `<%`).
+            "pg_trgm.word_similarity_threshold": "0.3",
         },
     )
     await pool  # min_size=0: no connection is made yet

@@ -57,7 +57,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 security_schemes={
                     "ApiKey": SecurityScheme(type="http", scheme="bearer", description="`mk_…` API key"),
                     "SessionToken": SecurityScheme(
-                        type="apiKey", name="X-Session-Token", security_scheme_in="header",
+                        type="apiKey",
+                        name="X-Session-Token",
+                        security_scheme_in="header",
                         description="Session JWT from activate",
                     ),
                 }

@@ -15,6 +15,7 @@ from app.auth.repository import ApiKeyRepository
 from app.db import Database
 from app.memories.repository import MemoryRepository
 from app.memories.service import MemoryService
+from app.sessions.expiry import ExpirySweeper
 from app.sessions.repository import SessionRepository
 from app.sessions.service import SessionService
 from app.sessions.store import SessionStore
@@ -30,11 +31,14 @@ class Services(msgspec.Struct, kw_only=True):
     sessions: SessionService
     agents: AgentService
     memories: MemoryService
+    expiry: ExpirySweeper
 
     async def start(self) -> None:
         await self.keys.start()
+        await self.expiry.start()
 
     async def stop(self) -> None:
+        await self.expiry.stop()
         await self.keys.stop()
 
 
@@ -42,9 +46,9 @@ def build_services(settings: Settings, pool: asyncpg.Pool[Any], redis: Redis) ->
     db = Database(pool, settings.db_acquire_timeout)
     tokens = TokenCodec(settings)
     agent_repository = AgentRepository(db)
-    sessions = SessionService(
-        settings, SessionStore(redis, settings.redis_prefix), SessionRepository(db), agent_repository, tokens
-    )
+    session_repository = SessionRepository(db)
+    store = SessionStore(redis, settings.redis_prefix, round(settings.session_retain_seconds * 1000))
+    sessions = SessionService(settings, store, session_repository, agent_repository, tokens)
     return Services(
         db=db,
         redis=redis,
@@ -53,4 +57,5 @@ def build_services(settings: Settings, pool: asyncpg.Pool[Any], redis: Redis) ->
         sessions=sessions,
         agents=AgentService(agent_repository, sessions),
         memories=MemoryService(MemoryRepository(db), sessions),
+        expiry=ExpirySweeper(db, session_repository, store, settings.sweep_interval_seconds),
     )

@@ -43,6 +43,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     session_max_hours: Hours = 24.0
     session_max_total_hours: Hours = 168.0
     extend_max_hours: Hours = 24.0
+    # How long an expired session's state stays in Redis for its history to be recorded,
+    # and how often each instance looks for expired sessions to record.
+    session_retain_seconds: Seconds = 600.0
+    sweep_interval_seconds: Seconds = 15.0
 
     max_body_bytes: PositiveInt = 1_048_576
     api_key_cache_seconds: Seconds = 30.0
@@ -101,9 +105,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
     def _check(self) -> None:
-        for name, value in (("SECRET_KEY", self.secret_key), *(
-            ("PREVIOUS_SECRET_KEYS", old) for old in self.previous_secret_keys
-        )):
+        for name, value in (
+            ("SECRET_KEY", self.secret_key),
+            *(("PREVIOUS_SECRET_KEYS", old) for old in self.previous_secret_keys),
+        ):
             if value and len(value.encode()) < MIN_SECRET_BYTES:
                 raise SettingsError(f"{ENV_PREFIX}{name} must be at least {MIN_SECRET_BYTES} bytes long")
         if not self.database_url.startswith(("postgresql://", "postgres://")):

@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from app.agents.schemas import AgentDetail, AgentList, AgentSummary, CreateAgentRequest
 from app.auth.cache import Owner
 from app.auth.guards import provide_owner
-from app.http import AgentIdPath
+from app.http import BODY_ROUTE, KEY_ROUTE, AgentIdPath, problems
 from app.services import Services
 
 
@@ -21,13 +21,17 @@ class AgentController(Controller):
     tags = ["agents"]
     dependencies = {"owner": Provide(provide_owner)}
 
-    @post(status_code=HTTP_201_CREATED, summary="Create an agent (409 if the owner has one of that name)")
+    @post(
+        status_code=HTTP_201_CREATED,
+        responses=problems(*KEY_ROUTE, *BODY_ROUTE, 409),
+        summary="Create an agent (409 if the owner has one of that name)",
+    )
     async def create(
         self, data: JSONBody[CreateAgentRequest], owner: NamedDependency[Owner], services: NamedDependency[Services]
     ) -> AgentSummary:
         return await services.agents.create(owner, data.agent_id, data.description)
 
-    @get(summary="The owner's agents, by agent_id, keyset-paginated")
+    @get(responses=problems(*KEY_ROUTE), summary="The owner's agents, by agent_id, keyset-paginated")
     async def list_agents(
         self,
         owner: NamedDependency[Owner],
@@ -37,14 +41,18 @@ class AgentController(Controller):
     ) -> AgentList:
         return await services.agents.list(owner, limit, cursor)
 
-    @get("/{agent_id:str}", summary="One agent with its counts and live session")
+    @get("/{agent_id:str}", responses=problems(*KEY_ROUTE, 404), summary="One agent with its counts and live session")
     async def show(
         self, agent_id: AgentIdPath, owner: NamedDependency[Owner], services: NamedDependency[Services]
     ) -> AgentDetail:
         return await services.agents.get(owner, agent_id)
 
-    @delete("/{agent_id:str}", status_code=HTTP_204_NO_CONTENT,
-            summary="Delete an agent: ends its session, deletes its memories and history for good")
+    @delete(
+        "/{agent_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(*KEY_ROUTE, 404),
+        summary="Delete an agent: ends its session, deletes its memories and history for good",
+    )
     async def remove(
         self, agent_id: AgentIdPath, owner: NamedDependency[Owner], services: NamedDependency[Services]
     ) -> None:

@@ -46,7 +46,7 @@ class AgentService:
         found = await self._repository.get(owner.owner_id, agent_id)
         if found is None:
             raise _not_found(agent_id)
-        live = await self._sessions.peek(owner.owner_id, agent_id)
+        live = await self._sessions.live(owner.owner_id, agent_id)
         active = None
         if live is not None:
             active = ActiveSession(

@@ -95,6 +95,4 @@ async def provide_credentials(request: Request[Any, Any, Any]) -> Credentials:
         owner = await _resolve_key(request, key)
         _remember_for_log(request, owner.owner_id)
         return Credentials(owner=owner, claims=None)
-    raise Unauthorized(
-        "a session token (`X-Session-Token`) or an API key is required", code="missing_credentials"
-    )
+    raise Unauthorized("a session token (`X-Session-Token`) or an API key is required", code="missing_credentials")

@@ -127,7 +127,10 @@ def keys_list() -> None:
     click.echo(f"{'KEY ID':<22} {'PREFIX':<10} {'NAME':<20} {'OWNER ID':<37} {'CREATED':<21} STATUS")
     for rec in records:
         status = f"revoked {rec.revoked_at}" if rec.revoked_at else "active"
-        click.echo(f"{rec.key_id:<22} {rec.prefix + '…':<10} {rec.name[:20]:<20} {rec.owner_id:<37} {rec.created_at:<21} {status}")
+        prefix = rec.prefix + "…"
+        click.echo(
+            f"{rec.key_id:<22} {prefix:<10} {rec.name[:20]:<20} {rec.owner_id:<37} {rec.created_at:<21} {status}"
+        )
 
 
 @keys.command("revoke", help="Revoke an API key; every server instance stops accepting it at once.")
@@ -156,23 +159,22 @@ def keys_dev() -> None:
     if settings.is_production:
         raise click.ClickException("`keys dev` is for development; use `keys create` in production")
 
-    async def ensure(repository: ApiKeyRepository) -> str:
-        if DEV_KEY_FILE.exists():
-            key = DEV_KEY_FILE.read_text().strip()
-            if await repository.find_active(hash_api_key(key)) is not None:
-                return key
+    kept = DEV_KEY_FILE.read_text().strip() if DEV_KEY_FILE.exists() else None
+
+    async def ensure(repository: ApiKeyRepository) -> tuple[str, bool]:
+        if kept and await repository.find_active(hash_api_key(kept)) is not None:
+            return kept, False
         _, _, key = await _create_key(repository, "development", None)
+        return key, True
+
+    key, created = _run(lambda: _with_repository(settings, ensure))
+    if created:
         DEV_KEY_FILE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(DEV_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(key + "\n")
-        return key
-
-    key = _run(lambda: _with_repository(settings, ensure))
     click.echo(f"Development API key (kept in {DEV_KEY_FILE}):")
     click.echo(key)
-
-
 
 
 if __name__ == "__main__":

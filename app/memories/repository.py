@@ -10,44 +10,174 @@ import asyncpg
 import msgspec
 
 from app.db import Database
+from app.memories.schemas import MemoryFilters, MemoryPatch, RememberRequest
 
 
-class MemoryRow(msgspec.Struct, frozen=True):
+class MemoryRow(msgspec.Struct, frozen=True, kw_only=True):
     memory_id: str
-    content: str
+    agent_id: str
+    session_id: str
     type: str
     title: str | None
+    content: str
     tags: list[str]
     confidence: float
-    score: float
+    source: str | None = None
+    metadata: dict[str, Any] | None = None
     created_at: datetime
+    updated_at: datetime | None = None
+    score: float = 0.0
+
+
+class Stored(msgspec.Struct, frozen=True):
+    memory_id: str
     session_id: str
+    type: str
+    created_at: datetime
+    replayed: bool
 
 
+class Position(msgspec.Struct, frozen=True):
+    """A keyset position: the last row of the previous page."""
+
+    created_at: datetime
+    memory_id: str
+    score: float | None = None
+
+
+# With an Idempotency-Key, the partial unique index is the guard: of concurrent retries
+# one inserts, the others wait for it to commit and then insert nothing.
 INSERT_MEMORY = """
-INSERT INTO memories (owner_id, agent_id, session_id, type, title, content, tags, confidence, source, metadata)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+INSERT INTO memories (owner_id, agent_id, session_id, type, title, content, tags, confidence, source, metadata,
+                      idempotency_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING memory_id, created_at
 """
 
-# websearch_to_tsquery accepts what people type (quotes, OR, -word) and never fails to parse.
-# Normalisation 32 maps the rank into [0, 1).
-SEARCH_MEMORIES = """
-SELECT m.memory_id, m.content, m.type, m.title, m.tags, m.confidence, m.created_at, m.session_id,
-       ts_rank_cd(m.search, q.query, 32) AS score
-FROM memories m, websearch_to_tsquery('english', $3) AS q(query)
-WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.search @@ q.query
-  AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
-ORDER BY score DESC, m.created_at DESC, m.memory_id DESC
-LIMIT $5
+# A separate statement on purpose: its snapshot is taken after the conflicting insert committed.
+FIND_BY_IDEMPOTENCY_KEY = """
+SELECT memory_id, session_id, type, created_at FROM memories
+WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = $3
+"""
+
+# One statement for the whole batch: all rows or none.
+INSERT_BATCH = """
+INSERT INTO memories (memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source,
+                      metadata)
+SELECT b.memory_id, $1, $2, $3, b.type, b.title, b.content,
+       ARRAY(SELECT jsonb_array_elements_text(b.tags::jsonb)), b.confidence, b.source, b.metadata::jsonb
+FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::real[], $10::text[], $11::text[])
+     AS b(memory_id, type, title, content, tags, confidence, source, metadata)
+"""
+
+# Full-text search. websearch_to_tsquery accepts what people type and never fails to parse;
+# the generated `search` column weighs the title (A) above the content (B); normalisation
+# 32 maps the rank into [0, 1). Filters are optional ($4-$7 NULL = no filter); pages are
+# keyset on (score, created_at, memory_id), so no row is skipped or repeated between pages.
+SEARCH_TEXT = """
+SELECT * FROM (
+    SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
+           ts_rank_cd(m.search, q.query, 32)::float8 AS score
+    FROM memories m, websearch_to_tsquery('english', $3) AS q(query)
+    WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.search @@ q.query
+      AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
+      AND ($5::text[] IS NULL OR m.tags @> $5::text[])
+      AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
+) r
+WHERE ($8::float8 IS NULL OR r.score >= $8::float8)
+  AND ($9::float8 IS NULL OR (r.score, r.created_at, r.memory_id) < ($9::float8, $10::timestamptz, $11::uuid))
+ORDER BY r.score DESC, r.created_at DESC, r.memory_id DESC
+LIMIT $12
+"""
+
+# The fallback for misspelled or partial words: trigram word similarity (pg_trgm); `<%`
+# uses the trigram index under pg_trgm.word_similarity_threshold. Same filters and pages.
+SEARCH_FUZZY = """
+SELECT * FROM (
+    SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
+           word_similarity($3, m.content)::float8 AS score
+    FROM memories m
+    WHERE m.owner_id = $1 AND m.agent_id = $2 AND $3 <% m.content
+      AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
+      AND ($5::text[] IS NULL OR m.tags @> $5::text[])
+      AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
+) r
+WHERE ($8::float8 IS NULL OR r.score >= $8::float8)
+  AND ($9::float8 IS NULL OR (r.score, r.created_at, r.memory_id) < ($9::float8, $10::timestamptz, $11::uuid))
+ORDER BY r.score DESC, r.created_at DESC, r.memory_id DESC
+LIMIT $12
+"""
+
+LIST_MEMORIES = """
+SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
+       source, metadata, updated_at
+FROM memories
+WHERE owner_id = $1 AND agent_id = $2
+  AND ($3::text[] IS NULL OR type = ANY($3::text[]))
+  AND ($4::text[] IS NULL OR tags @> $4::text[])
+  AND ($5::timestamptz IS NULL OR created_at > $5::timestamptz)
+  AND ($6::timestamptz IS NULL OR created_at < $6::timestamptz)
+  AND ($7::timestamptz IS NULL OR (created_at, memory_id) < ($7::timestamptz, $8::uuid))
+ORDER BY created_at DESC, memory_id DESC
+LIMIT $9
+"""
+
+GET_MEMORY = """
+SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
+       source, metadata, updated_at
+FROM memories
+WHERE owner_id = $1 AND agent_id = $2 AND memory_id = $3
+"""
+
+# Each field changes only when its flag is set, so that `null` can clear a field while an
+# absent field stays as it was. The generated `search` column follows by itself.
+PATCH_MEMORY = """
+UPDATE memories SET
+    content    = CASE WHEN $4  THEN $5::text    ELSE content END,
+    type       = CASE WHEN $6  THEN $7::text    ELSE type END,
+    title      = CASE WHEN $8  THEN $9::text    ELSE title END,
+    tags       = CASE WHEN $10 THEN $11::text[] ELSE tags END,
+    confidence = CASE WHEN $12 THEN $13::real   ELSE confidence END,
+    source     = CASE WHEN $14 THEN $15::text   ELSE source END,
+    metadata   = CASE WHEN $16 THEN $17::jsonb  ELSE metadata END,
+    updated_at = now()
+WHERE owner_id = $1 AND agent_id = $2 AND memory_id = $3
+RETURNING memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
+          source, metadata, updated_at
+"""
+
+DELETE_MEMORY = """
+DELETE FROM memories WHERE owner_id = $1 AND agent_id = $2 AND memory_id = $3 RETURNING memory_id
 """
 
 
-def _memory(record: asyncpg.Record) -> MemoryRow:
+def _row(record: asyncpg.Record) -> MemoryRow:
     return MemoryRow(
-        memory_id=str(record["memory_id"]), content=record["content"], type=record["type"],
-        title=record["title"], tags=list(record["tags"]), confidence=float(record["confidence"]),
-        score=float(record["score"]), created_at=record["created_at"], session_id=record["session_id"],
+        memory_id=str(record["memory_id"]),
+        agent_id=record["agent_id"],
+        session_id=record["session_id"],
+        type=record["type"],
+        title=record["title"],
+        content=record["content"],
+        tags=list(record["tags"]),
+        confidence=float(record["confidence"]),
+        source=record.get("source"),
+        metadata=record.get("metadata"),
+        created_at=record["created_at"],
+        updated_at=record.get("updated_at"),
+        score=float(record.get("score") or 0.0),
+    )
+
+
+def _filter_args(filters: MemoryFilters) -> tuple[Any, ...]:
+    return (
+        list(filters.types) if filters.types else None,
+        list(filters.tags) if filters.tags else None,
+        filters.created_after,
+        filters.created_before,
     )
 
 
@@ -56,18 +186,99 @@ class MemoryRepository:
         self._db = db
 
     async def insert(
-        self, owner_id: str, agent_id: str, session_id: str, *, type: str, title: str | None, content: str,
-        tags: list[str], confidence: float, source: str | None, metadata: dict[str, Any] | None,
-    ) -> tuple[str, datetime]:
+        self, owner_id: str, agent_id: str, session_id: str, memory: RememberRequest, idempotency_key: str | None
+    ) -> Stored:
+        owner = UUID(owner_id)
         record = await self._db.fetchrow(
-            INSERT_MEMORY, UUID(owner_id), agent_id, session_id, type, title, content, tags, confidence, source,
-            metadata,
+            INSERT_MEMORY,
+            owner,
+            agent_id,
+            session_id,
+            memory.type,
+            memory.title,
+            memory.content,
+            memory.tags,
+            memory.confidence,
+            memory.source,
+            memory.metadata,
+            idempotency_key,
         )
-        assert record is not None
-        return str(record["memory_id"]), record["created_at"]
+        if record is not None:
+            return Stored(str(record["memory_id"]), session_id, memory.type, record["created_at"], replayed=False)
+        first = await self._db.fetchrow(FIND_BY_IDEMPOTENCY_KEY, owner, agent_id, idempotency_key)
+        assert first is not None, "a conflicting idempotent insert must be visible once committed"
+        return Stored(str(first["memory_id"]), first["session_id"], first["type"], first["created_at"], replayed=True)
+
+    async def insert_batch(
+        self, owner_id: str, agent_id: str, session_id: str, memory_ids: list[UUID], memories: list[RememberRequest]
+    ) -> None:
+        await self._db.execute(
+            INSERT_BATCH,
+            UUID(owner_id),
+            agent_id,
+            session_id,
+            memory_ids,
+            [m.type for m in memories],
+            [m.title for m in memories],
+            [m.content for m in memories],
+            # Lists of lists would be read as a two-dimensional array: tags and metadata travel as JSON text.
+            [msgspec.json.encode(m.tags).decode() for m in memories],
+            [m.confidence for m in memories],
+            [m.source for m in memories],
+            [None if m.metadata is None else msgspec.json.encode(m.metadata).decode() for m in memories],
+        )
 
     async def search(
-        self, owner_id: str, agent_id: str, query: str, types: list[str] | None, limit: int
+        self,
+        owner_id: str,
+        agent_id: str,
+        text: str,
+        *,
+        fuzzy: bool,
+        filters: MemoryFilters,
+        min_score: float | None,
+        after: Position | None,
+        limit: int,
     ) -> list[MemoryRow]:
-        rows = await self._db.fetch(SEARCH_MEMORIES, UUID(owner_id), agent_id, query, types, limit)
-        return [_memory(r) for r in rows]
+        rows = await self._db.fetch(
+            SEARCH_FUZZY if fuzzy else SEARCH_TEXT,
+            UUID(owner_id),
+            agent_id,
+            text,
+            *_filter_args(filters),
+            min_score,
+            after.score if after else None,
+            after.created_at if after else None,
+            UUID(after.memory_id) if after else None,
+            limit,
+        )
+        return [_row(r) for r in rows]
+
+    async def list(
+        self, owner_id: str, agent_id: str, filters: MemoryFilters, after: Position | None, limit: int
+    ) -> list[MemoryRow]:
+        rows = await self._db.fetch(
+            LIST_MEMORIES,
+            UUID(owner_id),
+            agent_id,
+            *_filter_args(filters),
+            after.created_at if after else None,
+            UUID(after.memory_id) if after else None,
+            limit,
+        )
+        return [_row(r) for r in rows]
+
+    async def get(self, owner_id: str, agent_id: str, memory_id: UUID) -> MemoryRow | None:
+        record = await self._db.fetchrow(GET_MEMORY, UUID(owner_id), agent_id, memory_id)
+        return None if record is None else _row(record)
+
+    async def patch(self, owner_id: str, agent_id: str, memory_id: UUID, patch: MemoryPatch) -> MemoryRow | None:
+        args: list[Any] = [UUID(owner_id), agent_id, memory_id]
+        for field in ("content", "type", "title", "tags", "confidence", "source", "metadata"):
+            value = getattr(patch, field)
+            args += [value is not msgspec.UNSET, None if value is msgspec.UNSET else value]
+        record = await self._db.fetchrow(PATCH_MEMORY, *args)
+        return None if record is None else _row(record)
+
+    async def delete(self, owner_id: str, agent_id: str, memory_id: UUID) -> bool:
+        return await self._db.fetchval(DELETE_MEMORY, UUID(owner_id), agent_id, memory_id) is not None

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 MemoryType = Literal[
-    "fact", "preference", "goal", "decision", "artifact", "learning", "event",
-    "instruction", "relationship", "context", "observation", "commitment", "error",
+    "fact",
+    "preference",
+    "goal",
+    "decision",
+    "artifact",
+    "learning",
+    "event",
+    "instruction",
+    "relationship",
+    "context",
+    "observation",
+    "commitment",
+    "error",
 ]
 MEMORY_TYPES: tuple[str, ...] = MemoryType.__args__  # type: ignore[attr-defined]
 
@@ -20,8 +33,11 @@ Confidence = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Source = Annotated[str, msgspec.Meta(max_length=200)]
 Query = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
+Score = Annotated[float, msgspec.Meta(ge=0)]
+Cursor = Annotated[str, msgspec.Meta(max_length=1024)]
 
 MAX_METADATA_BYTES = 4096
+MAX_BATCH = 100
 
 
 class RememberRequest(msgspec.Struct, kw_only=True):
@@ -34,6 +50,10 @@ class RememberRequest(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] | None = None
 
 
+class BatchRememberRequest(msgspec.Struct, kw_only=True):
+    memories: Annotated[list[RememberRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
 class StoredMemory(msgspec.Struct, kw_only=True):
     memory_id: str
     agent_id: str
@@ -43,10 +63,38 @@ class StoredMemory(msgspec.Struct, kw_only=True):
     status: str = "stored"
 
 
+class BatchStored(msgspec.Struct, kw_only=True):
+    stored: int
+    memory_ids: list[str]
+
+
+class MemoryFilters(msgspec.Struct, kw_only=True, frozen=True):
+    """Filters shared by recall and the memory list."""
+
+    types: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
 class RecallRequest(msgspec.Struct, kw_only=True):
     query: Query
     limit: Limit = 10
     type: MemoryType | list[MemoryType] | None = None
+    tags: Tags | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    min_score: Score | None = None
+    cursor: Cursor | None = None
+
+    def filters(self) -> MemoryFilters:
+        types = [self.type] if isinstance(self.type, str) else self.type
+        return MemoryFilters(
+            types=tuple(types) if types else None,
+            tags=tuple(self.tags) if self.tags else None,
+            created_after=self.created_after,
+            created_before=self.created_before,
+        )
 
 
 class RecalledMemory(msgspec.Struct, kw_only=True):
@@ -67,4 +115,53 @@ class RecallResult(msgspec.Struct, kw_only=True):
     query: str
     memories: list[RecalledMemory]
     count: int
-    next_cursor: str | None = None
+    next_cursor: str | None
+    match: str  # "all" words, "any" word, or "fuzzy" (trigram similarity)
+
+
+class AnswerRequest(msgspec.Struct, kw_only=True):
+    question: Query
+    limit: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+
+
+class AnswerResult(msgspec.Struct, kw_only=True):
+    agent_id: str
+    session_id: str
+    question: str
+    answer: str
+    sources: list[RecalledMemory]
+    mode: str = "extractive"
+
+
+class MemoryRecord(msgspec.Struct, kw_only=True):
+    memory_id: str
+    agent_id: str
+    session_id: str
+    type: str
+    title: str | None
+    content: str
+    tags: list[str]
+    confidence: float
+    source: str | None
+    metadata: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+class MemoryPage(msgspec.Struct, kw_only=True):
+    agent_id: str
+    memories: list[MemoryRecord]
+    count: int
+    next_cursor: str | None
+
+
+class MemoryPatch(msgspec.Struct, kw_only=True):
+    """Only the fields present change; `null` clears the nullable ones."""
+
+    content: Content | UnsetType = UNSET
+    type: MemoryType | UnsetType = UNSET
+    title: Title | UnsetType | None = UNSET
+    tags: Tags | UnsetType = UNSET
+    confidence: Confidence | UnsetType = UNSET
+    source: Source | UnsetType | None = UNSET
+    metadata: dict[str, Any] | UnsetType | None = UNSET

@@ -1,27 +1,99 @@
-"""Memory rules: remember and recall within a live session (api.md, Memories)."""
+"""Memory rules: remember, recall, answer and the memory records (api.md, Memories).
+
+Every call runs within the token's live session. A write counts itself in the session
+first (one Redis round trip that also proves the session live) and then commits (one
+statement); if the write fails or turns out to be a replay, the count is taken back.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 
-from app.errors import InvalidInput, Unauthorized
-from app.memories.repository import MemoryRepository
+from app.errors import InvalidInput, NotFound, Unauthorized
+from app.memories.repository import MemoryRepository, MemoryRow, Position
 from app.memories.schemas import (
     MAX_METADATA_BYTES,
+    AnswerRequest,
+    AnswerResult,
+    BatchStored,
+    MemoryFilters,
+    MemoryPage,
+    MemoryPatch,
+    MemoryRecord,
     RecalledMemory,
     RecallRequest,
     RecallResult,
     RememberRequest,
     StoredMemory,
 )
+from app.memories.search import (
+    MODES,
+    any_word_query,
+    decode_recall_cursor,
+    encode_recall_cursor,
+    extract_answer,
+    query_fingerprint,
+)
+from app.pagination import decode_cursor, encode_cursor
 from app.sessions.service import SessionService
 from app.sessions.store import LiveState
 from app.sessions.tokens import SessionClaims
 from app.timeutil import iso_z
+
+T = TypeVar("T")
+
+NO_ANSWER = "No stored memory answers this question."
+
+
+def _check_metadata(metadata: dict[str, Any] | None, field: str = "metadata") -> None:
+    if metadata is not None and len(msgspec.json.encode(metadata)) > MAX_METADATA_BYTES:
+        raise InvalidInput.field(field, f"must encode to at most {MAX_METADATA_BYTES} bytes of JSON")
+
+
+def memory_uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound(f"memory '{text}' not found", code="memory_not_found") from None
+
+
+def _recalled(row: MemoryRow) -> RecalledMemory:
+    return RecalledMemory(
+        memory_id=row.memory_id,
+        content=row.content,
+        type=row.type,
+        title=row.title,
+        tags=row.tags,
+        confidence=round(row.confidence, 4),
+        score=round(row.score, 6),
+        created_at=iso_z(row.created_at),
+        session_id=row.session_id,
+    )
+
+
+def _record(row: MemoryRow) -> MemoryRecord:
+    return MemoryRecord(
+        memory_id=row.memory_id,
+        agent_id=row.agent_id,
+        session_id=row.session_id,
+        type=row.type,
+        title=row.title,
+        content=row.content,
+        tags=row.tags,
+        confidence=round(row.confidence, 4),
+        source=row.source,
+        metadata=row.metadata,
+        created_at=iso_z(row.created_at),
+        updated_at=iso_z(row.updated_at or row.created_at),
+    )
 
 
 class MemoryService:
@@ -29,48 +101,158 @@ class MemoryService:
         self._repository = repository
         self._sessions = sessions
 
-    async def remember(self, claims: SessionClaims, request: RememberRequest) -> tuple[StoredMemory, LiveState]:
-        if request.metadata is not None and len(msgspec.json.encode(request.metadata)) > MAX_METADATA_BYTES:
-            raise InvalidInput.field("metadata", f"must encode to at most {MAX_METADATA_BYTES} bytes of JSON")
-        # Count first (one Redis round trip that also proves the session live), then
-        # write (one statement); if the write fails the count is taken back.
-        state = await self._sessions.touch(claims, stored=1)
+    async def _counted_write(self, claims: SessionClaims, count: int, write: Awaitable[T]) -> tuple[T, LiveState]:
+        state = await self._sessions.touch(claims, stored=count)
         try:
-            memory_id, created_at = await self._repository.insert(
-                claims.owner_id, claims.agent_id, claims.session_id,
-                type=request.type, title=request.title, content=request.content, tags=request.tags,
-                confidence=request.confidence, source=request.source, metadata=request.metadata,
-            )
+            return await write, state
         except BaseException as exc:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._sessions.touch(claims, stored=-1))
+                await asyncio.shield(self._sessions.touch(claims, stored=-count))
             if isinstance(exc, asyncpg.ForeignKeyViolationError):  # the agent was deleted meanwhile
                 raise Unauthorized("the agent was deleted; its session has ended", code="session_ended") from None
             raise
-        stored = StoredMemory(
-            memory_id=memory_id, agent_id=claims.agent_id, session_id=claims.session_id,
-            type=request.type, created_at=iso_z(created_at),
+
+    async def remember(
+        self, claims: SessionClaims, request: RememberRequest, idempotency_key: str | None = None
+    ) -> tuple[StoredMemory, LiveState, bool]:
+        _check_metadata(request.metadata)
+        stored, state = await self._counted_write(
+            claims,
+            1,
+            self._repository.insert(claims.owner_id, claims.agent_id, claims.session_id, request, idempotency_key),
         )
-        return stored, state
+        if stored.replayed:  # the first request stored (and counted) it
+            state = await self._sessions.touch(claims, stored=-1)
+        memory = StoredMemory(
+            memory_id=stored.memory_id,
+            agent_id=claims.agent_id,
+            session_id=stored.session_id,
+            type=stored.type,
+            created_at=iso_z(stored.created_at),
+        )
+        return memory, state, stored.replayed
+
+    async def remember_batch(
+        self, claims: SessionClaims, memories: list[RememberRequest]
+    ) -> tuple[BatchStored, LiveState]:
+        for index, memory in enumerate(memories):
+            _check_metadata(memory.metadata, f"memories[{index}].metadata")
+        ids = [uuid.uuid4() for _ in memories]
+        _, state = await self._counted_write(
+            claims,
+            len(memories),
+            self._repository.insert_batch(claims.owner_id, claims.agent_id, claims.session_id, ids, memories),
+        )
+        return BatchStored(stored=len(ids), memory_ids=[str(i) for i in ids]), state
+
+    async def _search(
+        self, claims: SessionClaims, request: RecallRequest, modes: tuple[str, ...], after: Position | None
+    ) -> tuple[str, list[MemoryRow]]:
+        rows: list[MemoryRow] = []
+        mode = modes[0]
+        for mode in modes:
+            text = any_word_query(request.query) if mode == "any" else request.query
+            if text is None:
+                continue
+            rows = await self._repository.search(
+                claims.owner_id,
+                claims.agent_id,
+                text,
+                fuzzy=mode == "fuzzy",
+                filters=request.filters(),
+                min_score=request.min_score,
+                after=after,
+                limit=request.limit + 1,
+            )
+            if rows or after is not None:
+                break
+        return mode, rows
 
     async def recall(self, claims: SessionClaims, request: RecallRequest) -> tuple[RecallResult, LiveState]:
-        types = [request.type] if isinstance(request.type, str) else request.type or None
-        rows = await self._repository.search(claims.owner_id, claims.agent_id, request.query, types, request.limit)
+        fingerprint = query_fingerprint(request.query, request.filters(), request.min_score)
+        resumed = decode_recall_cursor(request.cursor, fingerprint)
+        modes, after = ((resumed[0],), resumed[1]) if resumed else (MODES, None)
+        mode, rows = await self._search(claims, request, modes, after)
+        page = rows[: request.limit]
         # Liveness is checked after the search so that the check and the count are one
         # round trip; a dead session's results are thrown away unseen.
-        state = await self._sessions.touch(claims, retrieved=len(rows))
-        memories = [
-            RecalledMemory(
-                memory_id=r.memory_id, content=r.content, type=r.type, title=r.title, tags=r.tags,
-                confidence=round(r.confidence, 4), score=round(r.score, 6), created_at=iso_z(r.created_at),
-                session_id=r.session_id,
-            )
-            for r in rows
-        ]
-        return (
-            RecallResult(
-                agent_id=claims.agent_id, session_id=claims.session_id, query=request.query,
-                memories=memories, count=len(memories),
-            ),
-            state,
+        state = await self._sessions.touch(claims, retrieved=len(page))
+        next_cursor = encode_recall_cursor(mode, page[-1], fingerprint) if len(rows) > request.limit else None
+        result = RecallResult(
+            agent_id=claims.agent_id,
+            session_id=claims.session_id,
+            query=request.query,
+            memories=[_recalled(r) for r in page],
+            count=len(page),
+            next_cursor=next_cursor,
+            match=mode,
         )
+        return result, state
+
+    async def answer(self, claims: SessionClaims, request: AnswerRequest) -> tuple[AnswerResult, LiveState]:
+        search = RecallRequest(query=request.question, limit=request.limit)
+        _, rows = await self._search(claims, search, MODES, None)
+        extracts = extract_answer(request.question, rows[: request.limit])
+        by_id = {r.memory_id: r for r in rows}
+        sources = [by_id[i] for i in dict.fromkeys(e.memory_id for e in extracts)]
+        state = await self._sessions.touch(claims, retrieved=len(sources))
+        answer = " ".join(e.sentence for e in extracts) or NO_ANSWER
+        result = AnswerResult(
+            agent_id=claims.agent_id,
+            session_id=claims.session_id,
+            question=request.question,
+            answer=answer,
+            sources=[_recalled(r) for r in sources],
+        )
+        return result, state
+
+    async def list(
+        self, claims: SessionClaims, filters: MemoryFilters, limit: int, cursor: str | None
+    ) -> tuple[MemoryPage, LiveState]:
+        position = decode_cursor(cursor, ("c", "i"))
+        try:
+            after = Position(datetime.fromisoformat(position["c"]), str(uuid.UUID(position["i"]))) if position else None
+        except (TypeError, ValueError):
+            raise InvalidInput.field("cursor", "not a cursor this server issued", "query") from None
+        rows, state = await asyncio.gather(
+            self._repository.list(claims.owner_id, claims.agent_id, filters, after, limit + 1),
+            self._sessions.touch(claims),
+        )
+        page = rows[:limit]
+        next_cursor = (
+            encode_cursor({"c": page[-1].created_at.isoformat(), "i": page[-1].memory_id})
+            if len(rows) > limit
+            else None
+        )
+        memories = [_record(r) for r in page]
+        return MemoryPage(
+            agent_id=claims.agent_id, memories=memories, count=len(memories), next_cursor=next_cursor
+        ), state
+
+    async def get(self, claims: SessionClaims, memory_id: str) -> tuple[MemoryRecord, LiveState]:
+        row, state = await asyncio.gather(
+            self._repository.get(claims.owner_id, claims.agent_id, memory_uuid(memory_id)),
+            self._sessions.touch(claims),
+        )
+        if row is None:
+            raise NotFound(f"memory '{memory_id}' not found", code="memory_not_found")
+        return _record(row), state
+
+    async def patch(self, claims: SessionClaims, memory_id: str, patch: MemoryPatch) -> tuple[MemoryRecord, LiveState]:
+        if all(getattr(patch, f) is msgspec.UNSET for f in patch.__struct_fields__):
+            raise InvalidInput("the patch changes nothing: give at least one field")
+        if patch.metadata is not msgspec.UNSET:
+            _check_metadata(patch.metadata)
+        target = memory_uuid(memory_id)
+        state = await self._sessions.touch(claims)
+        row = await self._repository.patch(claims.owner_id, claims.agent_id, target, patch)
+        if row is None:
+            raise NotFound(f"memory '{memory_id}' not found", code="memory_not_found")
+        return _record(row), state
+
+    async def delete(self, claims: SessionClaims, memory_id: str) -> LiveState:
+        target = memory_uuid(memory_id)
+        state = await self._sessions.touch(claims)
+        if not await self._repository.delete(claims.owner_id, claims.agent_id, target):
+            raise NotFound(f"memory '{memory_id}' not found", code="memory_not_found")
+        return state

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from app.errors import OUTAGE_ERRORS
@@ -38,7 +39,11 @@ class HealthController(Controller):
     async def live(self) -> Liveness:
         return Liveness(status="ok")
 
-    @get("/ready", summary="Postgres and Redis answer (503 when one does not)")
+    @get(
+        "/ready",
+        summary="Postgres and Redis answer (503 when one does not)",
+        responses={503: ResponseSpec(Readiness, description="A backend does not answer", generate_examples=False)},
+    )
     async def ready(self, state: State) -> Response[Readiness]:
         services = state.services
         timeout = state.settings.health_timeout

@@ -23,10 +23,17 @@ def request_id_of(scope: Scope) -> str:
     state = scope.setdefault("state", {})  # type: ignore[typeddict-item]
     rid = state.get(_STATE_KEY)
     if rid is None:
-        rid = next(
-            (v.decode() for k, v in scope.get("headers", ()) if k == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(v)),
-            None,
-        ) or uuid.uuid4().hex
+        rid = (
+            next(
+                (
+                    v.decode()
+                    for k, v in scope.get("headers", ())
+                    if k == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(v)
+                ),
+                None,
+            )
+            or uuid.uuid4().hex
+        )
         state[_STATE_KEY] = rid
     return rid
 
@@ -58,7 +65,9 @@ class AccessLogMiddleware(ASGIMiddleware):
             state = scope.get("state", {})
             access_log.info(
                 "%s %s %s",
-                scope.get("method", "-"), scope.get("path_template", "-"), status,
+                scope.get("method", "-"),
+                scope.get("path_template", "-"),
+                status,
                 extra={
                     "request_id": request_id_of(scope),
                     "status": status,

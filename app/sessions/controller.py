@@ -12,7 +12,15 @@ from litestar.status_codes import HTTP_201_CREATED
 from app.auth.cache import Owner
 from app.auth.guards import Credentials, provide_claims, provide_credentials, provide_owner
 from app.errors import InvalidInput
-from app.http import SESSION_EXPIRES_HEADER, AgentIdPath, with_session_expiry
+from app.http import (
+    BODY_ROUTE,
+    KEY_ROUTE,
+    SESSION_EXPIRES_HEADER,
+    TOKEN_ROUTE,
+    AgentIdPath,
+    problems,
+    with_session_expiry,
+)
 from app.services import Services
 from app.sessions.schemas import (
     ActivatedSession,
@@ -21,6 +29,7 @@ from app.sessions.schemas import (
     EndedSession,
     ExtendedSession,
     ExtendRequest,
+    SessionHistory,
 )
 from app.sessions.tokens import SessionClaims
 
@@ -34,6 +43,7 @@ class SessionController(Controller):
         "/agents/{agent_id:str}/activate",
         status_code=HTTP_201_CREATED,
         dependencies={"owner": Provide(provide_owner)},
+        responses=problems(*KEY_ROUTE, *BODY_ROUTE),
         summary="Start a session (creates the agent if needed, supersedes its live session)",
     )
     async def activate(
@@ -51,6 +61,7 @@ class SessionController(Controller):
     @get(
         ["/session/current", "/status"],
         dependencies={"claims": Provide(provide_claims)},
+        responses=problems(*TOKEN_ROUTE),
         summary="The token's live session",
     )
     async def current(
@@ -59,8 +70,13 @@ class SessionController(Controller):
         current = await services.sessions.current(claims)
         return Response(current, headers={SESSION_EXPIRES_HEADER: current.expires_at})
 
-    @post("/session/extend", dependencies={"claims": Provide(provide_claims)}, status_code=200,
-          summary="Push the session's expiry back; the token stays the same")
+    @post(
+        "/session/extend",
+        dependencies={"claims": Provide(provide_claims)},
+        status_code=200,
+        responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
+        summary="Push the session's expiry back; the token stays the same",
+    )
     async def extend(
         self,
         claims: NamedDependency[SessionClaims],
@@ -71,8 +87,10 @@ class SessionController(Controller):
     ) -> Response[ExtendedSession]:
         body = data or ExtendRequest()
         for field, value in (
-            ("extend_hours", body.extend_hours), ("additional_hours", body.additional_hours),
-            ("extend_hours", extend_hours), ("additional_hours", additional_hours),
+            ("extend_hours", body.extend_hours),
+            ("additional_hours", body.additional_hours),
+            ("extend_hours", extend_hours),
+            ("additional_hours", additional_hours),
         ):
             if value is not None:
                 extended, state = await services.sessions.extend(claims, value, field)
@@ -83,9 +101,26 @@ class SessionController(Controller):
         "/agents/{agent_id:str}/deactivate",
         dependencies={"credentials": Provide(provide_credentials)},
         status_code=200,
+        responses=problems(*TOKEN_ROUTE, 404),
         summary="End the agent's live session (token, or the owner's API key alone)",
     )
     async def deactivate(
         self, agent_id: AgentIdPath, credentials: NamedDependency[Credentials], services: NamedDependency[Services]
     ) -> EndedSession:
         return await services.sessions.deactivate(credentials.owner, agent_id, credentials.claims)
+
+    @get(
+        "/agents/{agent_id:str}/sessions",
+        dependencies={"owner": Provide(provide_owner)},
+        responses=problems(*KEY_ROUTE, 404),
+        summary="Every session the agent had, newest first, with how it ended and its final counters",
+    )
+    async def history(
+        self,
+        agent_id: AgentIdPath,
+        owner: NamedDependency[Owner],
+        services: NamedDependency[Services],
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+    ) -> SessionHistory:
+        return await services.sessions.history(owner, agent_id, limit, cursor)

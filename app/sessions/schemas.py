@@ -65,3 +65,23 @@ class EndedSession(msgspec.Struct, kw_only=True):
     duration: str
     memories_stored: int
     memories_retrieved: int
+
+
+class SessionRecord(msgspec.Struct, kw_only=True):
+    session_id: str
+    status: str  # "active" or "ended"
+    end_reason: str  # "active", "deactivated", "superseded" or "expired"
+    started_at: str
+    expires_at: str
+    ended_at: str | None
+    duration_seconds: int
+    memories_stored: int
+    memories_retrieved: int
+    extensions: int
+
+
+class SessionHistory(msgspec.Struct, kw_only=True):
+    agent_id: str
+    sessions: list[SessionRecord]
+    count: int
+    next_cursor: str | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -12,12 +13,20 @@ import msgspec
 from app.agents.repository import AgentRepository
 from app.auth.cache import Owner
 from app.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from app.sessions.repository import SessionRepository
-from app.sessions.schemas import ActivatedSession, CurrentSession, EndedSession, ExtendedSession
-from app.sessions.store import LiveState, Miss, OverLifetime, SessionStore
+from app.pagination import decode_cursor, encode_cursor
+from app.sessions.repository import HistoryRow, SessionRepository
+from app.sessions.schemas import (
+    ActivatedSession,
+    CurrentSession,
+    EndedSession,
+    ExtendedSession,
+    SessionHistory,
+    SessionRecord,
+)
+from app.sessions.store import LiveState, Miss, OverLifetime, SessionStore, Snapshot
 from app.sessions.tokens import SessionClaims, TokenCodec
 from app.settings import Settings
-from app.timeutil import from_ms, human_duration, iso_z, now_ms
+from app.timeutil import from_ms, human_duration, iso_z, now_ms, to_ms
 
 MS_PER_HOUR = 3_600_000
 MAX_METADATA_BYTES = 4096
@@ -33,8 +42,12 @@ def _hours(value: float) -> str:
 
 class SessionService:
     def __init__(
-        self, settings: Settings, store: SessionStore, repository: SessionRepository,
-        agents: AgentRepository, tokens: TokenCodec,
+        self,
+        settings: Settings,
+        store: SessionStore,
+        repository: SessionRepository,
+        agents: AgentRepository,
+        tokens: TokenCodec,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -61,26 +74,34 @@ class SessionService:
         await self._repository.start(owner.owner_id, agent_id, session_id, from_ms(created), from_ms(expires), metadata)
         try:
             replaced = await self._store.activate(
-                owner.owner_id, agent_id, session_id,
-                created_ms=created, expires_ms=expires, max_expires_ms=hard_expiry,
+                owner.owner_id,
+                agent_id,
+                session_id,
+                created_ms=created,
+                expires_ms=expires,
+                max_expires_ms=hard_expiry,
             )
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._repository.forget(owner.owner_id, session_id))
             raise
         if replaced is not None:
-            await self._record_end(owner.owner_id, replaced, "superseded", created)
+            # A superseded session ends now; one that had run out ended at its expiry.
+            ended_at = created if replaced.reason == "superseded" else replaced.state.expires_ms
+            await self._record_end(owner.owner_id, replaced.state, replaced.reason, ended_at)
 
         claims = SessionClaims(owner_id=owner.owner_id, agent_id=agent_id, session_id=session_id)
         return ActivatedSession(
             session_id=session_id,
-            session_token=self._tokens.issue(claims, created_ms=created, expires_ms=expires, hard_expiry_ms=hard_expiry),
+            session_token=self._tokens.issue(
+                claims, created_ms=created, expires_ms=expires, hard_expiry_ms=hard_expiry
+            ),
             agent_id=agent_id,
             status="active",
             created_at=iso_z(created),
             expires_at=iso_z(expires),
             expires_in_seconds=(expires - created) // 1000,
-            superseded_session_id=replaced.session_id if replaced else None,
+            superseded_session_id=(replaced.state.session_id if replaced and replaced.reason == "superseded" else None),
         )
 
     async def touch(self, claims: SessionClaims, *, stored: int = 0, retrieved: int = 0) -> LiveState:
@@ -169,13 +190,69 @@ class SessionService:
         """End whatever session the agent has (the agent is being deleted)."""
         await self._store.end(owner_id, agent_id)
 
-    async def peek(self, owner_id: str, agent_id: str) -> LiveState | None:
-        return await self._store.peek(owner_id, agent_id)
+    async def live(self, owner_id: str, agent_id: str) -> LiveState | None:
+        """The agent's live session, if it has one."""
+        snapshot = await self._store.peek(owner_id, agent_id)
+        state = snapshot.state
+        return state if state is not None and state.session_id == snapshot.live_session_id else None
+
+    async def history(self, owner: Owner, agent_id: str, limit: int, cursor: str | None) -> SessionHistory:
+        position = decode_cursor(cursor, ("created_at", "session_id"))
+        before = (datetime.fromisoformat(position["created_at"]), position["session_id"]) if position else None
+        rows = await self._repository.history(owner.owner_id, agent_id, before, limit + 1)
+        if not rows and before is None and not await self._agents.exists(owner.owner_id, agent_id):
+            raise NotFound(f"agent '{agent_id}' not found", code="agent_not_found")
+        page = rows[:limit]
+        # Rows still open are the live session, or one that ran out and is not yet recorded:
+        # Redis has the counters of both.
+        snapshot = await self._store.peek(owner.owner_id, agent_id) if any(r.end_reason is None for r in page) else None
+        now = now_ms()
+        records = [self._history_record(row, snapshot, now) for row in page]
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor({"created_at": last.created_at.isoformat(), "session_id": last.session_id})
+        return SessionHistory(agent_id=agent_id, sessions=records, count=len(records), next_cursor=next_cursor)
+
+    @staticmethod
+    def _history_record(row: HistoryRow, snapshot: Snapshot | None, now: int) -> SessionRecord:
+        created = to_ms(row.created_at)
+        expires, ended, reason = to_ms(row.expires_at), row.ended_at and to_ms(row.ended_at), row.end_reason
+        stored, retrieved, extensions = row.stored, row.retrieved, row.extensions
+        state = snapshot.state if snapshot else None
+        if reason is None:
+            if state is not None and state.session_id == row.session_id:
+                expires, stored, retrieved, extensions = (
+                    state.expires_ms,
+                    state.stored,
+                    state.retrieved,
+                    state.extensions,
+                )
+            live = snapshot is not None and snapshot.live_session_id == row.session_id
+            reason, ended = ("active", None) if live else ("expired", expires)
+        end = ended if ended is not None else now
+        return SessionRecord(
+            session_id=row.session_id,
+            status="active" if reason == "active" else "ended",
+            end_reason=reason,
+            started_at=iso_z(created),
+            expires_at=iso_z(expires),
+            ended_at=iso_z(ended) if ended is not None else None,
+            duration_seconds=max(0, (end - created) // 1000),
+            memories_stored=stored,
+            memories_retrieved=retrieved,
+            extensions=extensions,
+        )
 
     async def _record_end(self, owner_id: str, state: LiveState, reason: str, at_ms: int) -> None:
         await self._repository.end(
-            owner_id, state.session_id, ended_at=from_ms(at_ms), reason=reason,
-            expires_at=from_ms(state.expires_ms), stored=state.stored, retrieved=state.retrieved,
+            owner_id,
+            state.session_id,
+            ended_at=from_ms(at_ms),
+            reason=reason,
+            expires_at=from_ms(state.expires_ms),
+            stored=state.stored,
+            retrieved=state.retrieved,
             extensions=state.extensions,
         )
 
@@ -186,6 +263,8 @@ class SessionService:
         reason = await self._repository.end_reason(claims.owner_id, claims.session_id)
         if reason == "deactivated":
             return Unauthorized("the session was deactivated; activate a new one", code="session_ended")
+        if reason == "gone":  # its agent was deleted, and its history with it
+            return Unauthorized("the session no longer exists; activate a new one", code="session_ended")
         if reason == "superseded":
             return Unauthorized("the session was superseded by a newer activation", code="session_superseded")
         return Unauthorized("the session has expired; activate a new one", code="session_expired")

@@ -1,8 +1,14 @@
-"""Live sessions in Redis: one hash per agent, its native TTL the session's expiry.
+"""Live sessions in Redis.
 
-Every key of one agent lives under the hash tag `{owner:agent}`, and every
-read-check-write is one Lua script (EVALSHA, loaded once), so the rules hold with
-many app instances and on Redis Cluster.
+Per agent, two keys under one hash tag `{owner:agent}`:
+
+- `live:` holds the live session's id; its native TTL *is* the session's expiry, so a
+  session that Redis no longer has is not live, whatever its token says;
+- `sess:` holds the session's times and counters and outlives `live:` by a retention
+  window, so that an expired session's final counters can still be recorded.
+
+Every read-check-write is one Lua script (EVALSHA, loaded once) over those two keys,
+so the rules hold with many app instances and on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -34,6 +40,13 @@ class Miss(enum.Enum):
     SUPERSEDED = -1
 
 
+class Replaced(msgspec.Struct, frozen=True):
+    """The session an activation replaced: live (`superseded`) or run out (`expired`)."""
+
+    reason: str
+    state: LiveState
+
+
 class OverLifetime(msgspec.Struct, frozen=True):
     expires_ms: int
     max_expires_ms: int
@@ -44,55 +57,66 @@ class Extended(msgspec.Struct, frozen=True):
     state: LiveState
 
 
+class Snapshot(msgspec.Struct, frozen=True):
+    """What Redis holds for an agent: the live session id (or None) and the kept state."""
+
+    live_session_id: str | None
+    state: LiveState | None
+
+
+def _state(values: list[str]) -> LiveState:
+    return LiveState(values[0], *(int(v) for v in values[1:]))
+
+
 class SessionStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
-        self._redis = redis
+    def __init__(self, redis: Redis, prefix: str, retain_ms: int) -> None:
         self._prefix = prefix
+        self._retain_ms = retain_ms
         self._activate = redis.register_script(_load("activate.lua"))
         self._touch = redis.register_script(_load("touch.lua"))
         self._extend = redis.register_script(_load("extend.lua"))
         self._end = redis.register_script(_load("end.lua"))
+        self._peek = redis.register_script(_load("peek.lua"))
 
-    def key(self, owner_id: str, agent_id: str) -> str:
-        return f"{self._prefix}session:{{{owner_id}:{agent_id}}}"
+    def keys(self, owner_id: str, agent_id: str) -> list[str]:
+        tag = f"{{{owner_id}:{agent_id}}}"
+        return [f"{self._prefix}live:{tag}", f"{self._prefix}sess:{tag}"]
 
     async def activate(
         self, owner_id: str, agent_id: str, session_id: str, *, created_ms: int, expires_ms: int, max_expires_ms: int
-    ) -> LiveState | None:
-        """Make `session_id` the agent's live session; return the one it replaced."""
-        old = await self._activate(
-            keys=[self.key(owner_id, agent_id)], args=[session_id, created_ms, expires_ms, max_expires_ms]
+    ) -> Replaced | None:
+        """Make `session_id` the agent's live session; return the session it replaced."""
+        reply = await self._activate(
+            keys=self.keys(owner_id, agent_id),
+            args=[session_id, created_ms, expires_ms, max_expires_ms, self._retain_ms],
         )
-        if not old:
-            return None
-        return LiveState(old[0], *(int(v or 0) for v in old[1:]))
+        return Replaced(reply[0], _state(reply[1:])) if reply else None
 
     async def touch(
         self, owner_id: str, agent_id: str, session_id: str, *, stored: int = 0, retrieved: int = 0
     ) -> LiveState | Miss:
-        reply = await self._touch(keys=[self.key(owner_id, agent_id)], args=[session_id, stored, retrieved])
+        reply = await self._touch(keys=self.keys(owner_id, agent_id), args=[session_id, stored, retrieved])
         if reply[0] != 1:
             return Miss(reply[0])
         return LiveState(session_id, *(int(v) for v in reply[1:]))
 
-    async def extend(self, owner_id: str, agent_id: str, session_id: str, add_ms: int) -> Extended | OverLifetime | Miss:
-        reply = await self._extend(keys=[self.key(owner_id, agent_id)], args=[session_id, add_ms])
+    async def extend(
+        self, owner_id: str, agent_id: str, session_id: str, add_ms: int
+    ) -> Extended | OverLifetime | Miss:
+        reply = await self._extend(keys=self.keys(owner_id, agent_id), args=[session_id, add_ms, self._retain_ms])
         if reply[0] == -2:
             return OverLifetime(int(reply[1]), int(reply[2]))
         if reply[0] != 1:
             return Miss(reply[0])
-        created, previous, new, extensions, stored, retrieved = (int(v) for v in reply[1:])
+        created, previous, new, stored, retrieved, extensions = (int(v) for v in reply[1:])
         return Extended(previous, LiveState(session_id, created, new, stored, retrieved, extensions))
 
     async def end(self, owner_id: str, agent_id: str, session_id: str | None = None) -> LiveState | Miss:
-        reply = await self._end(keys=[self.key(owner_id, agent_id)], args=[session_id or ""])
+        reply = await self._end(keys=self.keys(owner_id, agent_id), args=[session_id or ""])
         if reply[0] != 1:
             return Miss(reply[0])
-        return LiveState(reply[1], *(int(v) for v in reply[2:]))
+        return _state(reply[1:])
 
-    async def peek(self, owner_id: str, agent_id: str) -> LiveState | None:
-        """The agent's live session, if any (read-only, one command)."""
-        values = await self._redis.hmget(self.key(owner_id, agent_id), ["sid", "c", "e", "s", "r", "x"])
-        if values[0] is None:
-            return None
-        return LiveState(values[0], *(int(v) for v in values[1:]))
+    async def peek(self, owner_id: str, agent_id: str) -> Snapshot:
+        reply = await self._peek(keys=self.keys(owner_id, agent_id))
+        return Snapshot(reply[0] or None, _state(reply[1:]) if len(reply) > 1 else None)

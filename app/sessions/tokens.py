@@ -40,8 +40,9 @@ class TokenCodec:
             "iat": created_ms // 1000,
             "exp": hard_expiry_ms // 1000,
         }
-        return jwt.encode(payload, self._secrets[self._current_kid], algorithm=ALGORITHM,
-                          headers={"kid": self._current_kid})
+        return jwt.encode(
+            payload, self._secrets[self._current_kid], algorithm=ALGORITHM, headers={"kid": self._current_kid}
+        )
 
     def verify(self, token: str) -> SessionClaims:
         try:
@@ -53,7 +54,10 @@ class TokenCodec:
             raise Unauthorized("the session token was not signed by this server", code="invalid_token")
         try:
             payload = jwt.decode(
-                token, secret, algorithms=[ALGORITHM], issuer=ISSUER,
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
                 options={"require": _REQUIRED_CLAIMS},
             )
         except jwt.ExpiredSignatureError:
