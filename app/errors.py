@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import asyncpg
@@ -171,6 +172,24 @@ def outage_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
     )
 
 
+# Parameters whose wire name cannot be their Python name (`query` is reserved by Litestar).
+PARAMETER_WIRE_NAMES = {"search": "query", "memory_type": "type"}
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+
+
+def _field_name(key: str, message: str) -> str:
+    """The field as the client knows it: `memories[3].content`, not `data` or a Python name."""
+    if key == "data" or key.startswith("data."):
+        missing = _MISSING_FIELD.search(message)
+        key = key.removeprefix("data").lstrip(".")
+        if missing:
+            key = f"{key}.{missing.group(1)}" if key else missing.group(1)
+        return key or "body"
+    if (missing := _MISSING_FIELD.search(message)) and key:
+        return f"{key}.{missing.group(1)}"
+    return PARAMETER_WIRE_NAMES.get(key, key)
+
+
 def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     problems: list[FieldProblem] = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
@@ -181,6 +200,7 @@ def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> R
         # `KeyError('data')`; that is noise, not a problem of the request.
         if message == repr(key):
             continue
+        key = _field_name(key, message)
         problems.append(FieldProblem(field=key, message=message, source=item.get("source")))
     detail = "; ".join(f"{p.field}: {p.message}" for p in problems) or "the request is not valid"
     return _problem_response(

@@ -101,8 +101,12 @@ async def backends(app: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        # Every step is bounded: a stuck backend must not keep the process from exiting.
         await services.stop()
-        await redis.aclose()
+        try:
+            await asyncio.wait_for(redis.aclose(), timeout=5)
+        except TimeoutError:
+            logger.warning("the Redis client did not close within 5 s")
         try:
             await asyncio.wait_for(pool.close(), timeout=10)
         except TimeoutError:

@@ -18,8 +18,9 @@ import msgspec
 ENV_PREFIX = "MEMANTO_"
 MIN_SECRET_BYTES = 32
 
-Hours = Annotated[float, msgspec.Meta(gt=0)]
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
+# Upper bounds keep every duration finite (no `inf`, which would overflow later).
+Hours = Annotated[float, msgspec.Meta(gt=0, le=87_600)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 

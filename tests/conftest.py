@@ -112,7 +112,11 @@ async def create_owner_key(conn: asyncpg.Connection[Any], name: str = "test-owne
     key, key_id = generate_api_key(), new_key_id()
     await conn.execute(
         "INSERT INTO api_keys (key_id, owner_id, name, key_hash, prefix) VALUES ($1, $2, $3, $4, $5)",
-        key_id, owner_id, name, hash_api_key(key), display_prefix(key),
+        key_id,
+        owner_id,
+        name,
+        hash_api_key(key),
+        display_prefix(key),
     )
     return OwnerKey(owner_id=owner_id, key_id=key_id, key=key)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from app.agents.repository import AgentRepository, AgentRow
 from app.agents.schemas import ActiveSession, AgentDetail, AgentList, AgentSummary
 from app.auth.cache import Owner
@@ -20,6 +22,10 @@ def _summary(row: AgentRow) -> AgentSummary:
     )
 
 
+class AgentCursor(msgspec.Struct, forbid_unknown_fields=True):
+    after: str
+
+
 def _not_found(agent_id: str) -> NotFound:
     return NotFound(f"agent '{agent_id}' not found", code="agent_not_found")
 
@@ -36,10 +42,10 @@ class AgentService:
         return _summary(row)
 
     async def list(self, owner: Owner, limit: int, cursor: str | None) -> AgentList:
-        position = decode_cursor(cursor, ("after",))
-        rows = await self._repository.list(owner.owner_id, position["after"] if position else None, limit + 1)
+        position = decode_cursor(cursor, AgentCursor)
+        rows = await self._repository.list(owner.owner_id, position.after if position else None, limit + 1)
         page = rows[:limit]
-        next_cursor = encode_cursor({"after": page[-1].agent_id}) if len(rows) > limit else None
+        next_cursor = encode_cursor(AgentCursor(after=page[-1].agent_id)) if len(rows) > limit else None
         return AgentList(agents=[_summary(r) for r in page], count=len(page), next_cursor=next_cursor)
 
     async def get(self, owner: Owner, agent_id: str) -> AgentDetail:

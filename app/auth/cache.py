@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from app.auth.keys import hash_api_key
 from app.auth.repository import ApiKeyRepository
+from app.ops.background import BackgroundLoop
 
 logger = logging.getLogger("memanto.auth")
 
@@ -44,7 +45,7 @@ class ApiKeyCache:
         self._entries: dict[bytes, tuple[Owner, float]] = {}
         self._generation = 0  # bumped on every invalidation; guards a lookup racing a revocation
         self._subscribed = asyncio.Event()
-        self._listener: asyncio.Task[None] | None = None
+        self._listener = BackgroundLoop("api-key-revocations", self._listen)
 
     async def resolve(self, api_key: str) -> Owner | None:
         """The owner of an active key, or None for an unknown or revoked one."""
@@ -71,13 +72,11 @@ class ApiKeyCache:
             del self._entries[digest]
 
     async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="api-key-revocations")
+        self._listener.start()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await self._listener.stop()
+        self._subscribed.clear()
 
     async def wait_subscribed(self, timeout: float) -> bool:
         try:
@@ -86,9 +85,9 @@ class ApiKeyCache:
             return False
         return True
 
-    async def _listen(self) -> None:
+    async def _listen(self, loop: BackgroundLoop) -> None:
         delay = 0.1
-        while True:
+        while loop.running:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
@@ -96,7 +95,7 @@ class ApiKeyCache:
                 self.invalidate()
                 self._subscribed.set()
                 delay = 0.1
-                while True:
+                while loop.running:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is not None and message.get("type") == "message":
                         self.invalidate(str(message["data"]))
@@ -111,4 +110,4 @@ class ApiKeyCache:
                 delay = min(delay * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), timeout=2)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
+from uuid import UUID
 
 import asyncpg
 import click
@@ -56,13 +57,21 @@ async def _with_repository(settings: Settings, use: Callable[[ApiKeyRepository],
 async def _create_key(repository: ApiKeyRepository, name: str, owner_id: str | None) -> tuple[str, str, str]:
     if owner_id is None:
         owner_id = await repository.create_owner(name)
-    elif not await repository.owner_exists(owner_id):
+    elif not _is_uuid(owner_id) or not await repository.owner_exists(owner_id):
         raise click.ClickException(f"no owner {owner_id}")
     key, key_id = generate_api_key(), new_key_id()
     await repository.create_key(
         key_id=key_id, owner_id=owner_id, name=name, key_hash=hash_api_key(key), prefix=display_prefix(key)
     )
     return key_id, owner_id, key
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 @click.group(help="Memanto server administration.")

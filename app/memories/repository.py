@@ -92,23 +92,21 @@ ORDER BY r.score DESC, r.created_at DESC, r.memory_id DESC
 LIMIT $12
 """
 
-# The fallback for misspelled or partial words: trigram word similarity (pg_trgm); `<%`
-# uses the trigram index under pg_trgm.word_similarity_threshold. Same filters and pages.
-SEARCH_FUZZY = """
-SELECT * FROM (
-    SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
-           word_similarity($3, m.content)::float8 AS score
-    FROM memories m
-    WHERE m.owner_id = $1 AND m.agent_id = $2 AND $3 <% m.content
-      AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
-      AND ($5::text[] IS NULL OR m.tags @> $5::text[])
-      AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
-      AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
-) r
-WHERE ($8::float8 IS NULL OR r.score >= $8::float8)
-  AND ($9::float8 IS NULL OR (r.score, r.created_at, r.memory_id) < ($9::float8, $10::timestamptz, $11::uuid))
-ORDER BY r.score DESC, r.created_at DESC, r.memory_id DESC
-LIMIT $12
+# The fallback for misspelled or partial words: for each query word, the agent's own
+# words that the trigram index finds alike (`<%`, pg_trgm.word_similarity_threshold)
+# and that are also close in edits (one for short words, two for longer ones) or that
+# complete it (a partial word). The caller searches those words with SEARCH_TEXT.
+SUGGEST_WORDS = """
+SELECT s.word
+FROM unnest($3::text[]) AS q(word)
+CROSS JOIN LATERAL (
+    SELECT l.word FROM memory_lexicon l
+    WHERE l.owner_id = $1 AND l.agent_id = $2 AND q.word <% l.word
+      AND (levenshtein_less_equal(q.word, l.word, 2) <= CASE WHEN length(q.word) <= 4 THEN 1 ELSE 2 END
+           OR (length(q.word) >= 4 AND starts_with(l.word, q.word)))
+    ORDER BY levenshtein_less_equal(q.word, l.word, 3), word_similarity(q.word, l.word) DESC, l.word
+    LIMIT 3
+) s
 """
 
 LIST_MEMORIES = """
@@ -234,14 +232,13 @@ class MemoryRepository:
         agent_id: str,
         text: str,
         *,
-        fuzzy: bool,
         filters: MemoryFilters,
         min_score: float | None,
         after: Position | None,
         limit: int,
     ) -> list[MemoryRow]:
         rows = await self._db.fetch(
-            SEARCH_FUZZY if fuzzy else SEARCH_TEXT,
+            SEARCH_TEXT,
             UUID(owner_id),
             agent_id,
             text,
@@ -253,6 +250,11 @@ class MemoryRepository:
             limit,
         )
         return [_row(r) for r in rows]
+
+    async def similar_words(self, owner_id: str, agent_id: str, words: list[str]) -> list[str]:
+        """The agent's own words closest to each of `words` (misspelled or partial)."""
+        rows = await self._db.fetch(SUGGEST_WORDS, UUID(owner_id), agent_id, words)
+        return list(dict.fromkeys(r["word"] for r in rows))
 
     async def list(
         self, owner_id: str, agent_id: str, filters: MemoryFilters, after: Position | None, limit: int

@@ -5,10 +5,13 @@ that a query that matches something never comes back empty:
 
 1. `all`: every word (websearch syntax: quotes, `or`, `-word`), ranked full-text search;
 2. `any`: any of the words, same ranking (questions in plain language rarely match whole);
-3. `fuzzy`: trigram word similarity, for misspelled or partial words.
+3. `fuzzy`: each meaningful word replaced by its closest words in the agent's own
+   lexicon (pg_trgm word similarity), for misspelled or partial words, then ranked
+   full-text search over those.
 
-The cursor names the way and the last row's position, and is bound to the query and
-filters it was issued for.
+All three rank with the same `ts_rank_cd`, so scores (and `min_score`) mean the same in
+each. The cursor names the way, the search text it settled on and the last row's
+position, and is bound to the query and filters it was issued for.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import uuid
 from datetime import datetime
 
 import msgspec
@@ -53,35 +57,50 @@ def any_word_query(text: str) -> str | None:
     return " or ".join(terms) if len(terms) > 1 else None
 
 
+def fuzzy_words(text: str, most: int = 8) -> list[str]:
+    """The words worth correcting: meaningful, and long enough to have trigrams."""
+    return [w for w in dict.fromkeys(words(text)) if len(w) >= 3 and w not in STOP_WORDS][:most]
+
+
+class Resume(msgspec.Struct, frozen=True):
+    """Where a cursor continues: the way of matching, its search text, the last position."""
+
+    mode: str
+    text: str
+    position: Position
+
+
 def query_fingerprint(query: str, filters: MemoryFilters, min_score: float | None) -> str:
     digest = hashlib.sha256(msgspec.json.encode([query, filters, min_score]))
     return digest.hexdigest()[:16]
 
 
-def encode_recall_cursor(mode: str, last: MemoryRow, fingerprint: str) -> str:
+class RecallCursor(msgspec.Struct, forbid_unknown_fields=True):
+    m: str  # the way of matching
+    t: str  # the search text it settled on
+    s: float  # score, created_at and memory_id of the last memory shown
+    c: datetime
+    i: uuid.UUID
+    f: str  # fingerprint of the query and filters
+
+
+def encode_recall_cursor(mode: str, text: str, last: MemoryRow, fingerprint: str) -> str:
     return encode_cursor(
-        {
-            "m": mode,
-            "s": last.score,
-            "c": last.created_at.isoformat(),
-            "i": last.memory_id,
-            "f": fingerprint,
-        }
+        RecallCursor(m=mode, t=text, s=last.score, c=last.created_at, i=uuid.UUID(last.memory_id), f=fingerprint)
     )
 
 
-def decode_recall_cursor(cursor: str | None, fingerprint: str) -> tuple[str, Position] | None:
-    position = decode_cursor(cursor, ("m", "s", "c", "i", "f"))
+def decode_recall_cursor(cursor: str | None, fingerprint: str) -> Resume | None:
+    position = decode_cursor(cursor, RecallCursor)
     if position is None:
         return None
-    if position["f"] != fingerprint or position["m"] not in MODES:
+    if position.f != fingerprint or position.m not in MODES:
         raise InvalidInput.field("cursor", "belongs to another query or other filters", "query")
-    try:
-        return position["m"], Position(
-            created_at=datetime.fromisoformat(position["c"]), memory_id=str(position["i"]), score=float(position["s"])
-        )
-    except (TypeError, ValueError):
-        raise InvalidInput.field("cursor", "not a cursor this server issued", "query") from None
+    return Resume(
+        mode=position.m,
+        text=position.t,
+        position=Position(created_at=position.c, memory_id=str(position.i), score=position.s),
+    )
 
 
 def _stem(word: str) -> str:

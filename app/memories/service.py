@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -36,10 +36,12 @@ from app.memories.schemas import (
 )
 from app.memories.search import (
     MODES,
+    Resume,
     any_word_query,
     decode_recall_cursor,
     encode_recall_cursor,
     extract_answer,
+    fuzzy_words,
     query_fingerprint,
 )
 from app.pagination import decode_cursor, encode_cursor
@@ -50,12 +52,50 @@ from app.timeutil import iso_z
 
 T = TypeVar("T")
 
+
+class ListCursor(msgspec.Struct, forbid_unknown_fields=True):
+    c: datetime  # created_at of the last memory shown
+    i: uuid.UUID  # its memory_id
+
+
 NO_ANSWER = "No stored memory answers this question."
 
 
 def _check_metadata(metadata: dict[str, Any] | None, field: str = "metadata") -> None:
-    if metadata is not None and len(msgspec.json.encode(metadata)) > MAX_METADATA_BYTES:
+    if metadata is None:
+        return
+    encoded = msgspec.json.encode(metadata)
+    if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidInput.field(field, f"must encode to at most {MAX_METADATA_BYTES} bytes of JSON")
+    if _has_nul(metadata):
+        raise InvalidInput.field(field, "must not contain NUL characters")
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _check_text(value: str | None, field: str) -> None:
+    # Postgres text cannot hold NUL; say so instead of failing on insert.
+    if value is not None and "\x00" in value:
+        raise InvalidInput.field(field, "must not contain NUL characters")
+
+
+def _check_memory(memory: RememberRequest | MemoryPatch, prefix: str = "") -> None:
+    for name in ("content", "title", "source"):
+        value = getattr(memory, name)
+        _check_text(value if isinstance(value, str) else None, prefix + name)
+    tags = memory.tags if isinstance(memory.tags, list) else []
+    for index, tag in enumerate(tags):
+        _check_text(tag, f"{prefix}tags[{index}]")
+    if memory.metadata is not msgspec.UNSET:
+        _check_metadata(memory.metadata, prefix + "metadata")
 
 
 def memory_uuid(text: str) -> uuid.UUID:
@@ -101,10 +141,12 @@ class MemoryService:
         self._repository = repository
         self._sessions = sessions
 
-    async def _counted_write(self, claims: SessionClaims, count: int, write: Awaitable[T]) -> tuple[T, LiveState]:
+    async def _counted_write(
+        self, claims: SessionClaims, count: int, write: Callable[[], Awaitable[T]]
+    ) -> tuple[T, LiveState]:
         state = await self._sessions.touch(claims, stored=count)
         try:
-            return await write, state
+            return await write(), state
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._sessions.touch(claims, stored=-count))
@@ -115,11 +157,13 @@ class MemoryService:
     async def remember(
         self, claims: SessionClaims, request: RememberRequest, idempotency_key: str | None = None
     ) -> tuple[StoredMemory, LiveState, bool]:
-        _check_metadata(request.metadata)
+        _check_memory(request)
         stored, state = await self._counted_write(
             claims,
             1,
-            self._repository.insert(claims.owner_id, claims.agent_id, claims.session_id, request, idempotency_key),
+            lambda: self._repository.insert(
+                claims.owner_id, claims.agent_id, claims.session_id, request, idempotency_key
+            ),
         )
         if stored.replayed:  # the first request stored (and counted) it
             state = await self._sessions.touch(claims, stored=-1)
@@ -136,48 +180,56 @@ class MemoryService:
         self, claims: SessionClaims, memories: list[RememberRequest]
     ) -> tuple[BatchStored, LiveState]:
         for index, memory in enumerate(memories):
-            _check_metadata(memory.metadata, f"memories[{index}].metadata")
+            _check_memory(memory, f"memories[{index}].")
         ids = [uuid.uuid4() for _ in memories]
         _, state = await self._counted_write(
             claims,
             len(memories),
-            self._repository.insert_batch(claims.owner_id, claims.agent_id, claims.session_id, ids, memories),
+            lambda: self._repository.insert_batch(claims.owner_id, claims.agent_id, claims.session_id, ids, memories),
         )
         return BatchStored(stored=len(ids), memory_ids=[str(i) for i in ids]), state
 
     async def _search(
-        self, claims: SessionClaims, request: RecallRequest, modes: tuple[str, ...], after: Position | None
-    ) -> tuple[str, list[MemoryRow]]:
+        self, claims: SessionClaims, request: RecallRequest, modes: tuple[str, ...], resume: Resume | None
+    ) -> tuple[str, str, list[MemoryRow]]:
+        """Try each way of matching in turn; return the first that finds anything."""
         rows: list[MemoryRow] = []
-        mode = modes[0]
+        mode, text = modes[0], request.query
         for mode in modes:
-            text = any_word_query(request.query) if mode == "any" else request.query
-            if text is None:
+            if resume is not None:
+                text = resume.text
+            elif mode == "all":
+                text = request.query
+            elif mode == "any":
+                text = any_word_query(request.query) or ""
+            else:
+                words = fuzzy_words(request.query)
+                similar = await self._repository.similar_words(claims.owner_id, claims.agent_id, words) if words else []
+                text = " or ".join(similar)
+            if not text:
                 continue
             rows = await self._repository.search(
                 claims.owner_id,
                 claims.agent_id,
                 text,
-                fuzzy=mode == "fuzzy",
                 filters=request.filters(),
                 min_score=request.min_score,
-                after=after,
+                after=resume.position if resume else None,
                 limit=request.limit + 1,
             )
-            if rows or after is not None:
+            if rows or resume is not None:
                 break
-        return mode, rows
+        return mode, text, rows
 
     async def recall(self, claims: SessionClaims, request: RecallRequest) -> tuple[RecallResult, LiveState]:
         fingerprint = query_fingerprint(request.query, request.filters(), request.min_score)
-        resumed = decode_recall_cursor(request.cursor, fingerprint)
-        modes, after = ((resumed[0],), resumed[1]) if resumed else (MODES, None)
-        mode, rows = await self._search(claims, request, modes, after)
+        resume = decode_recall_cursor(request.cursor, fingerprint)
+        mode, text, rows = await self._search(claims, request, (resume.mode,) if resume else MODES, resume)
         page = rows[: request.limit]
         # Liveness is checked after the search so that the check and the count are one
         # round trip; a dead session's results are thrown away unseen.
         state = await self._sessions.touch(claims, retrieved=len(page))
-        next_cursor = encode_recall_cursor(mode, page[-1], fingerprint) if len(rows) > request.limit else None
+        next_cursor = encode_recall_cursor(mode, text, page[-1], fingerprint) if len(rows) > request.limit else None
         result = RecallResult(
             agent_id=claims.agent_id,
             session_id=claims.session_id,
@@ -191,7 +243,7 @@ class MemoryService:
 
     async def answer(self, claims: SessionClaims, request: AnswerRequest) -> tuple[AnswerResult, LiveState]:
         search = RecallRequest(query=request.question, limit=request.limit)
-        _, rows = await self._search(claims, search, MODES, None)
+        _, _, rows = await self._search(claims, search, MODES, None)
         extracts = extract_answer(request.question, rows[: request.limit])
         by_id = {r.memory_id: r for r in rows}
         sources = [by_id[i] for i in dict.fromkeys(e.memory_id for e in extracts)]
@@ -209,18 +261,15 @@ class MemoryService:
     async def list(
         self, claims: SessionClaims, filters: MemoryFilters, limit: int, cursor: str | None
     ) -> tuple[MemoryPage, LiveState]:
-        position = decode_cursor(cursor, ("c", "i"))
-        try:
-            after = Position(datetime.fromisoformat(position["c"]), str(uuid.UUID(position["i"]))) if position else None
-        except (TypeError, ValueError):
-            raise InvalidInput.field("cursor", "not a cursor this server issued", "query") from None
+        position = decode_cursor(cursor, ListCursor)
+        after = Position(position.c, str(position.i)) if position else None
         rows, state = await asyncio.gather(
             self._repository.list(claims.owner_id, claims.agent_id, filters, after, limit + 1),
             self._sessions.touch(claims),
         )
         page = rows[:limit]
         next_cursor = (
-            encode_cursor({"c": page[-1].created_at.isoformat(), "i": page[-1].memory_id})
+            encode_cursor(ListCursor(c=page[-1].created_at, i=uuid.UUID(page[-1].memory_id)))
             if len(rows) > limit
             else None
         )
@@ -241,8 +290,7 @@ class MemoryService:
     async def patch(self, claims: SessionClaims, memory_id: str, patch: MemoryPatch) -> tuple[MemoryRecord, LiveState]:
         if all(getattr(patch, f) is msgspec.UNSET for f in patch.__struct_fields__):
             raise InvalidInput("the patch changes nothing: give at least one field")
-        if patch.metadata is not msgspec.UNSET:
-            _check_metadata(patch.metadata)
+        _check_memory(patch)
         target = memory_uuid(memory_id)
         state = await self._sessions.touch(claims)
         row = await self._repository.patch(claims.owner_id, claims.agent_id, target, patch)

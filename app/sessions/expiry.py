@@ -10,12 +10,12 @@ after the expiry. A session that was extended meanwhile only gets its new expiry
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 
 from app.db import Database
 from app.errors import OUTAGE_ERRORS
+from app.ops.background import BackgroundLoop
 from app.sessions.repository import SessionRepository
 from app.sessions.store import SessionStore
 from app.timeutil import from_ms, now_ms
@@ -31,7 +31,7 @@ class ExpirySweeper:
         self._repository = repository
         self._store = store
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("session-expiry-sweeper", self._run)
 
     async def sweep_once(self) -> int:
         """Record what has expired; return how many sessions were recorded."""
@@ -62,20 +62,17 @@ class ExpirySweeper:
         return recorded
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="session-expiry-sweeper")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while True:
+    async def _run(self, loop: BackgroundLoop) -> None:
+        while loop.running:
             # Jitter spreads the instances' sweeps instead of lining them up.
             await asyncio.sleep(self._interval * random.uniform(0.5, 1.0))
             try:
-                while await self.sweep_once() >= BATCH:
+                while await self.sweep_once() >= BATCH and loop.running:
                     pass
             except asyncio.CancelledError:
                 raise

@@ -32,6 +32,11 @@ MS_PER_HOUR = 3_600_000
 MAX_METADATA_BYTES = 4096
 
 
+class HistoryCursor(msgspec.Struct, forbid_unknown_fields=True):
+    created_at: datetime
+    session_id: str
+
+
 def new_session_id() -> str:
     return "sess_" + secrets.token_urlsafe(18)
 
@@ -163,7 +168,7 @@ class SessionService:
     async def deactivate(self, owner: Owner, agent_id: str, claims: SessionClaims | None) -> EndedSession:
         if claims is not None and claims.agent_id != agent_id:
             raise Forbidden("the session token belongs to another agent", code="agent_mismatch")
-        ended = await self._store.end(owner.owner_id, agent_id, claims.session_id if claims else None)
+        ended = await self._store.end(owner.owner_id, agent_id, claims.session_id if claims is not None else None)
         if isinstance(ended, Miss):
             if claims is not None:
                 raise await self._rejection(claims, ended)
@@ -197,8 +202,8 @@ class SessionService:
         return state if state is not None and state.session_id == snapshot.live_session_id else None
 
     async def history(self, owner: Owner, agent_id: str, limit: int, cursor: str | None) -> SessionHistory:
-        position = decode_cursor(cursor, ("created_at", "session_id"))
-        before = (datetime.fromisoformat(position["created_at"]), position["session_id"]) if position else None
+        position = decode_cursor(cursor, HistoryCursor)
+        before = (position.created_at, position.session_id) if position else None
         rows = await self._repository.history(owner.owner_id, agent_id, before, limit + 1)
         if not rows and before is None and not await self._agents.exists(owner.owner_id, agent_id):
             raise NotFound(f"agent '{agent_id}' not found", code="agent_not_found")
@@ -211,7 +216,7 @@ class SessionService:
         next_cursor = None
         if len(rows) > limit:
             last = page[-1]
-            next_cursor = encode_cursor({"created_at": last.created_at.isoformat(), "session_id": last.session_id})
+            next_cursor = encode_cursor(HistoryCursor(created_at=last.created_at, session_id=last.session_id))
         return SessionHistory(agent_id=agent_id, sessions=records, count=len(records), next_cursor=next_cursor)
 
     @staticmethod

@@ -6,9 +6,12 @@ session is still live is the session store's answer, never the token's.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import jwt
 import msgspec
 
+from app.agents.schemas import AGENT_ID_PATTERN
 from app.errors import Unauthorized
 from app.settings import Settings, key_id
 from app.timeutil import iso_z
@@ -18,10 +21,15 @@ ISSUER = "memanto"
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub", "agent_id", "session_id", "owner_id", "expires_at"]
 
 
+_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
 class SessionClaims(msgspec.Struct, frozen=True):
-    owner_id: str
-    agent_id: str
-    session_id: str
+    """What a verified token binds: claims of any other shape are refused, even if signed."""
+
+    owner_id: Annotated[str, msgspec.Meta(pattern=_UUID)]
+    agent_id: Annotated[str, msgspec.Meta(pattern=AGENT_ID_PATTERN)]
+    session_id: Annotated[str, msgspec.Meta(pattern=r"^sess_[A-Za-z0-9_-]{8,64}$")]
 
 
 class TokenCodec:

@@ -58,9 +58,7 @@ async def test_activate_duration_as_query_or_body(
 
 
 @pytest.mark.parametrize("hours", ["0", "-1", "24.01", "100", "abc"])
-async def test_activate_rejects_bad_duration_and_changes_nothing(
-    client: Any, owner: OwnerKey, hours: str
-) -> None:
+async def test_activate_rejects_bad_duration_and_changes_nothing(client: Any, owner: OwnerKey, hours: str) -> None:
     agent = unique_agent()
     response = await client.post(
         f"{API}/agents/{agent}/activate", params={"duration_hours": hours}, headers=owner.headers
@@ -96,7 +94,9 @@ async def test_current_and_status_alias(client: Any, owner: OwnerKey) -> None:
         assert body["expires_at"] == session["expires_at"]
         assert 3590 <= body["time_remaining_seconds"] <= 3600
         assert body["time_remaining_minutes"] == body["time_remaining_seconds"] // 60
-        assert body["memories_stored"] == 0 and body["memories_retrieved"] == 0 and body["extensions"] == 0
+        assert body["memories_stored"] == 0
+        assert body["memories_retrieved"] == 0
+        assert body["extensions"] == 0
         assert response.headers["X-Session-Expires-At"] == session["expires_at"]
 
 
@@ -165,10 +165,13 @@ async def test_deactivate_with_token_summarises_and_kills_token(client: Any, own
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["session_id"] == session["session_id"]
-    assert body["status"] == "ended" and body["end_reason"] == "deactivated"
-    assert body["memories_stored"] == 3 and body["memories_retrieved"] == 1
+    assert body["status"] == "ended"
+    assert body["end_reason"] == "deactivated"
+    assert body["memories_stored"] == 3
+    assert body["memories_retrieved"] == 1
     assert body["started_at"] == session["created_at"]
-    assert body["duration_seconds"] >= 0 and isinstance(body["duration"], str)
+    assert body["duration_seconds"] >= 0
+    assert isinstance(body["duration"], str)
 
     after = await client.get(f"{API}/session/current", headers=headers)
     assert_problem(after, 401, "session_ended")
@@ -218,7 +221,9 @@ async def test_counters_are_exact_under_concurrency(client: Any, owner: OwnerKey
         for i in range(25)
     ]
     assert all(r.status_code == 201 for r in await asyncio.gather(*writes))
-    reads = [client.post(f"{API}/agents/{agent}/recall", params={"query": "parallel"}, headers=headers) for _ in range(4)]
+    reads = [
+        client.post(f"{API}/agents/{agent}/recall", params={"query": "parallel"}, headers=headers) for _ in range(4)
+    ]
     counts = [r.json()["count"] for r in await asyncio.gather(*reads)]
     current = (await client.get(f"{API}/session/current", headers=headers)).json()
     assert current["memories_stored"] == 25

@@ -1,0 +1,113 @@
+"""Shared pieces of the benchmarks: a database of their own, a server process, a client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from app.auth.keys import display_prefix, generate_api_key, hash_api_key, new_key_id
+from app.migrations import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_SERVER_URL = os.environ.get("MEMANTO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("MEMANTO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def database_url(name: str) -> str:
+    return f"{PG_SERVER_URL}/{name}"
+
+
+async def fresh_database(name: str) -> str:
+    url = database_url(name)
+    admin = await asyncpg.connect(f"{PG_SERVER_URL}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    await migrate(url)
+    return url
+
+
+async def drop_database(name: str) -> None:
+    admin = await asyncpg.connect(f"{PG_SERVER_URL}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def create_key(conn: asyncpg.Connection) -> tuple[str, str]:
+    owner_id = await conn.fetchval("INSERT INTO owners (name) VALUES ('bench') RETURNING owner_id::text")
+    key = generate_api_key()
+    await conn.execute(
+        "INSERT INTO api_keys (key_id, owner_id, name, key_hash, prefix) VALUES ($1, $2, 'bench', $3, $4)",
+        new_key_id(),
+        owner_id,
+        hash_api_key(key),
+        display_prefix(key),
+    )
+    return owner_id, key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(db_url: str, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """`memanto-server serve` on a free loopback port, one worker unless told otherwise."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMANTO_")}
+    env.update(
+        {
+            "MEMANTO_DATABASE_URL": db_url,
+            "MEMANTO_REDIS_URL": REDIS_URL,
+            "MEMANTO_REDIS_PREFIX": f"memanto-bench-{secrets.token_hex(4)}:",
+            "MEMANTO_SECRET_KEY": secrets.token_urlsafe(48),
+            "MEMANTO_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli.server", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]

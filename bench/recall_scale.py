@@ -1,0 +1,239 @@
+"""Recall latency: an agent with 1,000 memories against one with 1,000,000.
+
+    python -m bench.recall_scale [--big 1000000] [--small 1000] [--queries 400]
+
+Builds a database of its own (`memanto_bench_recall`), loads both agents' memories with
+COPY (indexes built after the load), starts one server worker, and sends the same
+query mix to both agents, one request at a time. Prints the median and p95 of each and
+their ratio. The data set and query mix are deterministic (seeded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import random
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+
+from app.memories.search import STOP_WORDS
+from bench.common import create_key, drop_database, fresh_database, percentile, server
+
+DB_NAME = "memanto_bench_recall"
+TYPES = ["fact", "preference", "goal", "decision", "event", "instruction", "observation", "learning"]
+# English letter frequencies, so that made-up words have trigrams as varied as real ones.
+LETTERS = "etaoinshrdlcumwfgypbvkjxqz"
+LETTER_WEIGHTS = [
+    12.7,
+    9.1,
+    8.2,
+    7.5,
+    7.0,
+    6.7,
+    6.3,
+    6.1,
+    6.0,
+    4.3,
+    4.0,
+    2.8,
+    2.8,
+    2.4,
+    2.4,
+    2.2,
+    2.0,
+    2.0,
+    1.9,
+    1.5,
+    1.0,
+    0.8,
+    0.2,
+    0.2,
+    0.1,
+    0.1,
+]
+
+# Indexes dropped for the load and built after it (much faster than maintaining them row by row).
+LOAD_INDEXES = {
+    "memories_search": "CREATE INDEX memories_search ON memories USING gin (search)",
+    "memories_tags": "CREATE INDEX memories_tags ON memories USING gin (tags)",
+    "memories_agent_created": (
+        "CREATE INDEX memories_agent_created ON memories (owner_id, agent_id, created_at DESC, memory_id DESC)"
+    ),
+}
+
+
+def vocabulary(size: int, rng: random.Random) -> list[str]:
+    words: set[str] = set()
+    while len(words) < size:
+        length = min(12, max(3, round(rng.gauss(6.5, 2))))
+        words.add("".join(rng.choices(LETTERS, weights=LETTER_WEIGHTS, k=length)))
+    return sorted(words, key=lambda _: rng.random())
+
+
+class Corpus:
+    """Sentences over a Zipf-distributed vocabulary, like natural text: the most frequent
+    ranks are real stop words (full-text search drops them, as it does in real text)."""
+
+    def __init__(self, seed: int = 7, size: int = 30_000) -> None:
+        self.rng = random.Random(seed)
+        stop = sorted(STOP_WORDS)
+        self.words = stop + [w for w in vocabulary(size, self.rng) if w not in STOP_WORDS][: size - len(stop)]
+        self.content_from = len(stop)
+        weights = [1 / (rank + 1) ** 1.07 for rank in range(len(self.words))]
+        self.cumulative = list(itertools.accumulate(weights))
+        self.content_cumulative = list(itertools.accumulate(weights[self.content_from :]))
+
+    def sample(self, count: int) -> list[str]:
+        return self.rng.choices(self.words, cum_weights=self.cumulative, k=count)
+
+    def sample_content_words(self, rng: random.Random, count: int) -> list[str]:
+        """Words people search for: content words, as often as they occur in the text."""
+        return rng.choices(self.words[self.content_from :], cum_weights=self.content_cumulative, k=count)
+
+    def content(self) -> str:
+        return " ".join(self.sample(self.rng.randint(10, 30))) + "."
+
+
+async def load(conn: asyncpg.Connection, owner_id: str, agent_id: str, count: int, corpus: Corpus) -> float:
+    await conn.execute("INSERT INTO agents (owner_id, agent_id) VALUES ($1, $2)", uuid.UUID(owner_id), agent_id)
+    session_id = f"sess_bench_{agent_id}"
+    await conn.execute(
+        "INSERT INTO sessions (session_id, owner_id, agent_id, created_at, expires_at, end_reason, ended_at)"
+        " VALUES ($1, $2, $3, now(), now(), 'deactivated', now())",
+        session_id,
+        uuid.UUID(owner_id),
+        agent_id,
+    )
+    started = time.perf_counter()
+    base = datetime.now(UTC) - timedelta(days=365)
+    batch = 50_000
+    for offset in range(0, count, batch):
+        rows = [
+            (
+                uuid.uuid4(),
+                uuid.UUID(owner_id),
+                agent_id,
+                session_id,
+                corpus.rng.choice(TYPES),
+                None,
+                corpus.content(),
+                [f"t{corpus.rng.randint(0, 49)}"],
+                0.8,
+                base + timedelta(seconds=offset + i),
+            )
+            for i in range(min(batch, count - offset))
+        ]
+        await conn.copy_records_to_table(
+            "memories",
+            records=rows,
+            columns=[
+                "memory_id",
+                "owner_id",
+                "agent_id",
+                "session_id",
+                "type",
+                "title",
+                "content",
+                "tags",
+                "confidence",
+                "created_at",
+            ],
+        )
+    return time.perf_counter() - started
+
+
+def query_mix(corpus: Corpus, count: int) -> list[str]:
+    """What agents ask: one to three content words, and some misspelled words."""
+    rng = random.Random(11)
+    queries = []
+    for _ in range(count):
+        roll = rng.random()
+        if roll < 0.45:
+            queries.append(corpus.sample_content_words(rng, 1)[0])
+        elif roll < 0.8:
+            queries.append(" ".join(corpus.sample_content_words(rng, 2)))
+        elif roll < 0.9:
+            queries.append(" ".join(corpus.sample_content_words(rng, 3)))
+        else:  # a typo: one letter dropped
+            word = corpus.sample_content_words(rng, 1)[0]
+            cut = rng.randrange(1, len(word) - 1)
+            queries.append(word[:cut] + word[cut + 1 :])
+    return queries
+
+
+async def measure(base: str, key: str, agent_id: str, queries: list[str]) -> list[float]:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        activated = await client.post(f"/api/v2/agents/{agent_id}/activate", headers={"Authorization": f"Bearer {key}"})
+        token = activated.json()["session_token"]
+        headers = {"X-Session-Token": token}
+        for query in queries[:20]:  # warm the caches and the connection pool
+            await client.post(f"/api/v2/agents/{agent_id}/recall", params={"query": query}, headers=headers)
+        latencies = []
+        for query in queries:
+            started = time.perf_counter()
+            response = await client.post(
+                f"/api/v2/agents/{agent_id}/recall", params={"query": query, "limit": 10}, headers=headers
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.text
+        return latencies
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--big", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+
+    url = await fresh_database(DB_NAME)
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            owner_id, key = await create_key(conn)
+            for name in LOAD_INDEXES:
+                await conn.execute(f"DROP INDEX {name}")
+            corpus = Corpus()
+            small_s = await load(conn, owner_id, "small", args.small, corpus)
+            big_s = await load(conn, owner_id, "big", args.big, corpus)
+            started = time.perf_counter()
+            for statement in LOAD_INDEXES.values():
+                await conn.execute(statement)
+            await conn.execute("ANALYZE memories")
+            index_s = time.perf_counter() - started
+        finally:
+            await conn.close()
+        print(f"loaded {args.small:,} + {args.big:,} memories in {small_s + big_s:.1f} s, indexed in {index_s:.1f} s")
+
+        queries = query_mix(corpus, args.queries)
+        with server(url) as base:
+            small = await measure(base, key, "small", queries)
+            big = await measure(base, key, "big", queries)
+        rows = [("agent", "memories", "median ms", "p95 ms", "mean ms")]
+        for name, count, lat in (("small", args.small, small), ("big", args.big, big)):
+            rows.append(
+                (
+                    name,
+                    f"{count:,}",
+                    f"{statistics.median(lat):.2f}",
+                    f"{percentile(lat, 0.95):.2f}",
+                    f"{statistics.fmean(lat):.2f}",
+                )
+            )
+        for row in rows:
+            print(f"{row[0]:<6} {row[1]:>10} {row[2]:>10} {row[3]:>10} {row[4]:>10}")
+        print(f"median ratio big/small: {statistics.median(big) / statistics.median(small):.2f} (target <= 2)")
+    finally:
+        if not args.keep:
+            await drop_database(DB_NAME)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
