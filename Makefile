@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run migrate key test lint format clean
+.PHONY: install run migrate key test lint format clean bench-memory
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -41,3 +41,8 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# Issue-3 benchmarks (not part of `make test`): recall at 1k vs 1M memories, batch vs single writes.
+bench-memory: install
+	$(BIN)/python -m bench.batch_vs_single
+	$(BIN)/python -m bench.recall_scale
