@@ -61,14 +61,25 @@ SELECT memory_id, session_id, type, created_at FROM memories
 WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = $3
 """
 
-# One statement for the whole batch: all rows or none.
+# One statement for the whole batch: all rows or none. Items with an idempotency key that
+# this agent has seen before are skipped (the partial unique index is the guard), so a
+# retried or resumed batch stores nothing twice; RETURNING names what was inserted.
 INSERT_BATCH = """
 INSERT INTO memories (memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source,
-                      metadata)
+                      metadata, idempotency_key)
 SELECT b.memory_id, $1, $2, $3, b.type, b.title, b.content,
-       ARRAY(SELECT jsonb_array_elements_text(b.tags::jsonb)), b.confidence, b.source, b.metadata::jsonb
-FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::real[], $10::text[], $11::text[])
-     AS b(memory_id, type, title, content, tags, confidence, source, metadata)
+       ARRAY(SELECT jsonb_array_elements_text(b.tags::jsonb)), b.confidence, b.source, b.metadata::jsonb,
+       b.idempotency_key
+FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::real[], $10::text[], $11::text[],
+            $12::text[])
+     AS b(memory_id, type, title, content, tags, confidence, source, metadata, idempotency_key)
+ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING memory_id
+"""
+
+FIND_BY_IDEMPOTENCY_KEYS = """
+SELECT idempotency_key, memory_id FROM memories
+WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = ANY($3::text[])
 """
 
 # Full-text search. websearch_to_tsquery accepts what people type and never fails to parse;
@@ -209,8 +220,9 @@ class MemoryRepository:
 
     async def insert_batch(
         self, owner_id: str, agent_id: str, session_id: str, memory_ids: list[UUID], memories: list[RememberRequest]
-    ) -> None:
-        await self._db.execute(
+    ) -> list[str]:
+        """Store the batch; return each item's memory id (the first one's, for an item seen before)."""
+        inserted = await self._db.fetch(
             INSERT_BATCH,
             UUID(owner_id),
             agent_id,
@@ -224,7 +236,18 @@ class MemoryRepository:
             [m.confidence for m in memories],
             [m.source for m in memories],
             [None if m.metadata is None else msgspec.json.encode(m.metadata).decode() for m in memories],
+            [m.idempotency_key for m in memories],
         )
+        ids = [str(i) for i in memory_ids]
+        if len(inserted) == len(memories):
+            return ids
+        new = {str(r["memory_id"]) for r in inserted}
+        keys = [m.idempotency_key for m, i in zip(memories, ids, strict=True) if i not in new and m.idempotency_key]
+        first = {
+            r["idempotency_key"]: str(r["memory_id"])
+            for r in await self._db.fetch(FIND_BY_IDEMPOTENCY_KEYS, UUID(owner_id), agent_id, keys)
+        }
+        return [i if i in new else first[m.idempotency_key or ""] for m, i in zip(memories, ids, strict=True)]
 
     async def search(
         self,

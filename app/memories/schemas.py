@@ -36,6 +36,8 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
 Score = Annotated[float, msgspec.Meta(ge=0)]
 Cursor = Annotated[str, msgspec.Meta(max_length=1024)]
 
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
 MAX_METADATA_BYTES = 4096
 MAX_BATCH = 100
 
@@ -48,6 +50,8 @@ class RememberRequest(msgspec.Struct, kw_only=True):
     confidence: Confidence = 0.8
     source: Source | None = None
     metadata: dict[str, Any] | None = None
+    # In a batch, an item's own Idempotency-Key (a single remember takes the header).
+    idempotency_key: IdempotencyKey | None = None
 
 
 class BatchRememberRequest(msgspec.Struct, kw_only=True):
@@ -64,8 +68,9 @@ class StoredMemory(msgspec.Struct, kw_only=True):
 
 
 class BatchStored(msgspec.Struct, kw_only=True):
-    stored: int
-    memory_ids: list[str]
+    stored: int  # newly stored; items whose idempotency_key was seen before are not stored again
+    memory_ids: list[str]  # one per item, in order (the first memory's id for a repeated key)
+    already_stored: int = 0
 
 
 class MemoryFilters(msgspec.Struct, kw_only=True, frozen=True):

@@ -162,7 +162,7 @@ class MemoryService:
             claims,
             1,
             lambda: self._repository.insert(
-                claims.owner_id, claims.agent_id, claims.session_id, request, idempotency_key
+                claims.owner_id, claims.agent_id, claims.session_id, request, idempotency_key or request.idempotency_key
             ),
         )
         if stored.replayed:  # the first request stored (and counted) it
@@ -182,12 +182,15 @@ class MemoryService:
         for index, memory in enumerate(memories):
             _check_memory(memory, f"memories[{index}].")
         ids = [uuid.uuid4() for _ in memories]
-        _, state = await self._counted_write(
+        memory_ids, state = await self._counted_write(
             claims,
             len(memories),
             lambda: self._repository.insert_batch(claims.owner_id, claims.agent_id, claims.session_id, ids, memories),
         )
-        return BatchStored(stored=len(ids), memory_ids=[str(i) for i in ids]), state
+        stored = sum(1 for new, given in zip(ids, memory_ids, strict=True) if str(new) == given)
+        if stored < len(memories):  # repeats were counted by the request that first stored them
+            state = await self._sessions.touch(claims, stored=stored - len(memories))
+        return BatchStored(stored=stored, memory_ids=memory_ids, already_stored=len(memories) - stored), state
 
     async def _search(
         self, claims: SessionClaims, request: RecallRequest, modes: tuple[str, ...], resume: Resume | None
