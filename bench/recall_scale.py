@@ -73,7 +73,9 @@ def vocabulary(size: int, rng: random.Random) -> list[str]:
     while len(words) < size:
         length = min(12, max(3, round(rng.gauss(6.5, 2))))
         words.add("".join(rng.choices(LETTERS, weights=LETTER_WEIGHTS, k=length)))
-    return sorted(words, key=lambda _: rng.random())
+    ordered = sorted(words)  # a set's order varies between runs; the data set must not
+    rng.shuffle(ordered)
+    return ordered
 
 
 class Corpus:
