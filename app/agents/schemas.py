@@ -6,7 +6,9 @@ from typing import Annotated
 
 import msgspec
 
-AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# `$` alone would also match before a final newline ("abc\n"); the lookahead forbids it
+# and, unlike `\Z`, is also understood by the JavaScript regexes of OpenAPI tools.
+AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$(?!\n)"
 AgentId = Annotated[str, msgspec.Meta(pattern=AGENT_ID_PATTERN, description="1-64 of A-Z a-z 0-9 _ -")]
 
 

@@ -10,6 +10,7 @@ from app.auth.cache import Owner
 from app.errors import Conflict, NotFound
 from app.pagination import decode_cursor, encode_cursor
 from app.sessions.service import SessionService
+from app.text import reject_nul
 from app.timeutil import iso_z, now_ms
 
 
@@ -36,6 +37,7 @@ class AgentService:
         self._sessions = sessions
 
     async def create(self, owner: Owner, agent_id: str, description: str | None) -> AgentSummary:
+        reject_nul(description, "description")
         row = await self._repository.create(owner.owner_id, agent_id, description)
         if row is None:
             raise Conflict(f"agent '{agent_id}' already exists", code="agent_exists")

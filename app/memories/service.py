@@ -48,6 +48,7 @@ from app.pagination import decode_cursor, encode_cursor
 from app.sessions.service import SessionService
 from app.sessions.store import LiveState
 from app.sessions.tokens import SessionClaims
+from app.text import reject_nul
 from app.timeutil import iso_z
 
 T = TypeVar("T")
@@ -67,33 +68,16 @@ def _check_metadata(metadata: dict[str, Any] | None, field: str = "metadata") ->
     encoded = msgspec.json.encode(metadata)
     if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidInput.field(field, f"must encode to at most {MAX_METADATA_BYTES} bytes of JSON")
-    if _has_nul(metadata):
-        raise InvalidInput.field(field, "must not contain NUL characters")
-
-
-def _has_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _check_text(value: str | None, field: str) -> None:
-    # Postgres text cannot hold NUL; say so instead of failing on insert.
-    if value is not None and "\x00" in value:
-        raise InvalidInput.field(field, "must not contain NUL characters")
+    reject_nul(metadata, field)
 
 
 def _check_memory(memory: RememberRequest | MemoryPatch, prefix: str = "") -> None:
     for name in ("content", "title", "source"):
         value = getattr(memory, name)
-        _check_text(value if isinstance(value, str) else None, prefix + name)
+        reject_nul(value, prefix + name)
     tags = memory.tags if isinstance(memory.tags, list) else []
     for index, tag in enumerate(tags):
-        _check_text(tag, f"{prefix}tags[{index}]")
+        reject_nul(tag, f"{prefix}tags[{index}]")
     if memory.metadata is not msgspec.UNSET:
         _check_metadata(memory.metadata, prefix + "metadata")
 
@@ -225,6 +209,7 @@ class MemoryService:
         return mode, text, rows
 
     async def recall(self, claims: SessionClaims, request: RecallRequest) -> tuple[RecallResult, LiveState]:
+        reject_nul(request.query, "query")
         fingerprint = query_fingerprint(request.query, request.filters(), request.min_score)
         resume = decode_recall_cursor(request.cursor, fingerprint)
         mode, text, rows = await self._search(claims, request, (resume.mode,) if resume else MODES, resume)
@@ -245,6 +230,7 @@ class MemoryService:
         return result, state
 
     async def answer(self, claims: SessionClaims, request: AnswerRequest) -> tuple[AnswerResult, LiveState]:
+        reject_nul(request.question, "question")
         search = RecallRequest(query=request.question, limit=request.limit)
         _, _, rows = await self._search(claims, search, MODES, None)
         extracts = extract_answer(request.question, rows[: request.limit])

@@ -26,6 +26,7 @@ from app.sessions.schemas import (
 from app.sessions.store import LiveState, Miss, OverLifetime, SessionStore, Snapshot
 from app.sessions.tokens import SessionClaims, TokenCodec
 from app.settings import Settings
+from app.text import reject_nul
 from app.timeutil import from_ms, human_duration, iso_z, now_ms, to_ms
 
 MS_PER_HOUR = 3_600_000
@@ -70,6 +71,7 @@ class SessionService:
             )
         if metadata is not None and len(msgspec.json.encode(metadata)) > MAX_METADATA_BYTES:
             raise InvalidInput.field("metadata", f"must encode to at most {MAX_METADATA_BYTES} bytes of JSON")
+        reject_nul(metadata, "metadata")
         created = now_ms()
         expires = created + round(hours * MS_PER_HOUR)
         hard_expiry = created + round(self._settings.session_max_total_hours * MS_PER_HOUR)

@@ -241,3 +241,13 @@ async def test_history_rows_record_how_sessions_ended(client: Any, owner: OwnerK
     }
     assert rows == {first["session_id"]: "superseded", second["session_id"]: "deactivated"}
     assert datetime.now(UTC)  # timezone-aware clock used throughout
+
+
+async def test_activation_metadata_with_nul_is_422_and_starts_nothing(client: Any, owner: OwnerKey) -> None:
+    agent = unique_agent()
+    response = await client.post(
+        f"{API}/agents/{agent}/activate", json={"metadata": {"note": "a\x00b"}}, headers=owner.headers
+    )
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"][0]["field"] == "metadata"
+    assert (await client.get(f"{API}/agents/{agent}", headers=owner.headers)).status_code == 404
