@@ -148,7 +148,7 @@ class State:
         with cfg.update() as fresh:
             change(fresh)
         change(self.config)
-        self.config._mirror()
+        self.config.mirror()
 
     # -- sessions through the client's AgentHandle
 

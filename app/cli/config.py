@@ -71,17 +71,17 @@ class Config(msgspec.Struct, kw_only=True):
 
     def store_session(self, agent_id: str, token: str, expires_at: str | None) -> None:
         self.agents[agent_id] = AgentSession(session_token=token, expires_at=expires_at)
-        self._mirror()
+        self.mirror()
 
     def forget_session(self, agent_id: str) -> None:
         self.agents.pop(agent_id, None)
-        self._mirror()
+        self.mirror()
 
     def set_active(self, agent_id: str | None) -> None:
         self.active_agent = agent_id
-        self._mirror()
+        self.mirror()
 
-    def _mirror(self) -> None:
+    def mirror(self) -> None:
         """`active_session_token` is the active agent's token, as documented clients read it."""
         self.active_session_token = self.token_for(self.active_agent) if self.active_agent else None
 
@@ -161,7 +161,7 @@ def _read(path: Path) -> tuple[Config, dict[str, Any]]:
         config = msgspec.convert(known, Config)
     except (ValueError, msgspec.ValidationError) as exc:
         raise ConfigError(f"{path} is not a valid configuration: {exc}") from exc
-    config._mirror()
+    config.mirror()
     extras = {k: v for k, v in data.items() if k not in Config.__struct_fields__}
     return config, extras
 
@@ -219,7 +219,7 @@ def update() -> Iterator[Config]:
         with _locked(path.parent):
             config, extras = _read(path)
             yield config
-            config._mirror()
+            config.mirror()
             _write(path, config, extras)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc}") from exc

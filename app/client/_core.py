@@ -585,9 +585,18 @@ class ClientCore:
     def h_batch_remember(
         self, st: SessionState, memories: Sequence[Mapping[str, Any] | RememberRequest]
     ) -> Op[BatchStored]:
-        body = {"memories": [m if isinstance(m, RememberRequest) else dict(m) for m in memories]}
+        items = [m if isinstance(m, RememberRequest) else dict(m) for m in memories]
+        # Items that all carry their own idempotency_key make the whole batch safe to repeat.
+        keyed = bool(items) and all(
+            (m.idempotency_key if isinstance(m, RememberRequest) else m.get("idempotency_key")) for m in items
+        )
         return self.managed(
-            st, BatchStored, "POST", self._memories(st, "/batch-remember"), body=body, retry=Retry.UNSAFE
+            st,
+            BatchStored,
+            "POST",
+            self._memories(st, "/batch-remember"),
+            body={"memories": items},
+            retry=Retry.SAFE if keyed else Retry.UNSAFE,
         )
 
     def h_recall(
