@@ -25,9 +25,9 @@ def iso_z(moment: datetime | int) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def human_duration(seconds: int) -> str:
-    """`2h 15m`, as the documented CLI prints durations."""
-    seconds = max(0, seconds)
+def human_duration(seconds: float) -> str:
+    """`2h 15m`, `45m`, `40s`, as the documented CLI prints durations."""
+    seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes = rest // 60
     if hours:

@@ -38,6 +38,7 @@ from app.cli import config as cfg
 from app.client import AgentHandle, ConnectionFailedError, MemantoClient, MemantoError, NotFoundError
 from app.memories.schemas import MAX_BATCH, MEMORY_TYPES
 from app.sessions.schemas import ActivatedSession, ExtendedSession
+from app.timeutil import human_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -256,18 +257,6 @@ def human_time(value: str | datetime | None) -> str:
         return parse_time(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     except ValueError:
         return str(value)
-
-
-def human_duration(seconds: float) -> str:
-    """`6h 0m`, `45m`, `40s`."""
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes = rest // 60
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{seconds}s"
 
 
 def hours_text(hours: float) -> str:
