@@ -25,6 +25,8 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from app.ops.metrics import DEPENDENCY_ERRORS
+
 logger = logging.getLogger("memanto.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -114,6 +116,12 @@ class InvalidInput(MemantoError):
         return cls(f"{field}: {message}", errors=[FieldProblem(field=field, message=message, source=source)])
 
 
+class RateLimited(MemantoError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
 class DependencyUnavailable(MemantoError):
     status = 503
     code = "dependency_unavailable"
@@ -137,6 +145,11 @@ POSTGRES_OUTAGE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.QueryCanceledError,  # statement_timeout
 )
 OUTAGE_ERRORS = (*REDIS_OUTAGE, *POSTGRES_OUTAGE, OSError, asyncio.TimeoutError, TimeoutError)
+
+
+def outage_backend(exc: BaseException) -> str:
+    """The backend an outage error came from, as a metrics label."""
+    return "redis" if isinstance(exc, REDIS_OUTAGE) else "postgres" if isinstance(exc, POSTGRES_OUTAGE) else "other"
 
 
 def _problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[Problem]:
@@ -165,6 +178,7 @@ def outage_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
     which = (
         "Redis" if isinstance(exc, REDIS_OUTAGE) else "Postgres" if isinstance(exc, POSTGRES_OUTAGE) else "a backend"
     )
+    DEPENDENCY_ERRORS.labels(outage_backend(exc)).inc()
     logger.warning("dependency unavailable: %s (%s)", which, type(exc).__name__)
     retry_after = str(request.app.state.settings.retry_after_seconds)
     return memanto_error_handler(

@@ -16,13 +16,9 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar import Litestar
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.errors import OUTAGE_ERRORS
+from app.redis_client import open_redis
 from app.settings import Settings
 
 logger = logging.getLogger("memanto.lifespan")
@@ -70,23 +66,9 @@ async def warm_pool(pool: asyncpg.Pool[Any], settings: Settings) -> None:
         logger.warning("Postgres is not reachable at start-up (%s); will retry on demand", type(exc).__name__)
 
 
-def open_redis(settings: Settings) -> Redis:
-    return Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=15,
-        max_connections=settings.redis_max_connections,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        client_name="memanto-server",
-    )
-
-
 @asynccontextmanager
 async def backends(app: Litestar) -> AsyncIterator[None]:
-    """Put the pool, the Redis client and the services on `app.state`; close them in order."""
+    """Put the pool, the Redis client (one server or a cluster) and the services on `app.state`; close in order."""
     from app.services import build_services  # wiring lives in one place
 
     settings: Settings = app.state.settings

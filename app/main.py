@@ -15,6 +15,8 @@ from app.lifespan import backends
 from app.memories.controller import MemoryController
 from app.ops.health import HealthController
 from app.ops.logging import configure_logging
+from app.ops.metrics import metrics_endpoint
+from app.ops.ratelimit import add_rate_limit_headers, enforce_rate_limit, rate_limiter
 from app.ops.request_context import AccessLogMiddleware, add_request_id
 from app.services import Services
 from app.sessions.controller import SessionController
@@ -34,14 +36,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path=API_PREFIX,
         route_handlers=[SessionController, AgentController, MemoryController],
         security=[{"ApiKey": []}, {"SessionToken": []}],
+        guards=[enforce_rate_limit],
     )
     return Litestar(
-        route_handlers=[api, HealthController],
+        route_handlers=[api, HealthController, metrics_endpoint],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[backends],
+        lifespan=[backends, rate_limiter],
         middleware=[AccessLogMiddleware()],
-        before_send=[add_request_id],
+        before_send=[add_request_id, add_rate_limit_headers],
         request_max_body_size=settings.max_body_bytes,
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(

@@ -6,7 +6,6 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from redis.asyncio import Redis
 
 from app.agents.repository import AgentRepository
 from app.agents.service import AgentService
@@ -15,6 +14,7 @@ from app.auth.repository import ApiKeyRepository
 from app.db import Database
 from app.memories.repository import MemoryRepository
 from app.memories.service import MemoryService
+from app.redis_client import RedisClient
 from app.sessions.expiry import ExpirySweeper
 from app.sessions.repository import SessionRepository
 from app.sessions.service import SessionService
@@ -25,7 +25,8 @@ from app.settings import Settings
 
 class Services(msgspec.Struct, kw_only=True):
     db: Database
-    redis: Redis
+    # A RedisClient (one server or a cluster); msgspec cannot check a union of two classes.
+    redis: Any
     keys: ApiKeyCache
     tokens: TokenCodec
     sessions: SessionService
@@ -42,7 +43,7 @@ class Services(msgspec.Struct, kw_only=True):
         await self.keys.stop()
 
 
-def build_services(settings: Settings, pool: asyncpg.Pool[Any], redis: Redis) -> Services:
+def build_services(settings: Settings, pool: asyncpg.Pool[Any], redis: RedisClient) -> Services:
     db = Database(pool, settings.db_acquire_timeout)
     tokens = TokenCodec(settings)
     agent_repository = AgentRepository(db)

@@ -22,6 +22,12 @@ MIN_SECRET_BYTES = 32
 Hours = Annotated[float, msgspec.Meta(gt=0, le=87_600)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+RateLimit = Annotated[
+    str, msgspec.Meta(pattern=r"(?i)^$|^[1-9][0-9]*\s*(/|\s+per\s+)\s*([1-9][0-9]*\s*)?(second|minute|hour|day)s?$")
+]
+RateLimitStorageUrl = Annotated[
+    str, msgspec.Meta(pattern=r"^$|^(async\+)?(redis|rediss|unix|redis\+unix|redis\+cluster|rediss\+cluster)://")
+]
 
 
 class SettingsError(Exception):
@@ -64,6 +70,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
+
+    # Requests per owner to /api/v2, as `COUNT/UNIT` (`600/minute`, `10/second`, `100/5 minutes`),
+    # counted in a moving window shared by every instance; empty: no limit.
+    rate_limit: RateLimit = ""
+    # Where the counts live (a redis:// or redis+cluster:// URL); empty: `redis_url`.
+    rate_limit_storage_url: RateLimitStorageUrl = ""
 
     @property
     def is_production(self) -> bool:
@@ -114,8 +126,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError(f"{ENV_PREFIX}{name} must be at least {MIN_SECRET_BYTES} bytes long")
         if not self.database_url.startswith(("postgresql://", "postgres://")):
             raise SettingsError(f"{ENV_PREFIX}DATABASE_URL must be a postgresql:// URL")
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(f"{ENV_PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        from app.redis_client import ClusterUrl, is_cluster_url  # the URL forms live there
+
+        if is_cluster_url(self.redis_url):
+            try:
+                ClusterUrl(self.redis_url)
+            except ValueError as exc:
+                raise SettingsError(f"{ENV_PREFIX}REDIS_URL: {exc}") from None
+        elif not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                f"{ENV_PREFIX}REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster://host:port[,…] URL"
+            )
         if self.session_default_hours > self.session_max_hours:
             raise SettingsError(
                 f"{ENV_PREFIX}SESSION_DEFAULT_HOURS ({self.session_default_hours}) exceeds "

@@ -23,6 +23,7 @@ from app.auth.keys import display_prefix, generate_api_key, hash_api_key, new_ke
 from app.main import create_app
 from app.migrations import migrate
 from app.settings import Settings
+from tests.helpers import RedisClusterProcesses, private_redis_cluster
 
 PG_SERVER_URL = os.environ.get("MEMANTO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("MEMANTO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -136,3 +137,10 @@ async def owner(make_owner: Callable[..., Awaitable[OwnerKey]]) -> OwnerKey:
 
 def unique_agent(prefix: str = "agent") -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterProcesses]:
+    """A real 3-master Redis Cluster of this run's own, started on first use (a few seconds)."""
+    with private_redis_cluster() as cluster:
+        yield cluster

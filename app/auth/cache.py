@@ -14,11 +14,11 @@ import logging
 import time
 
 import msgspec
-from redis.asyncio import Redis
 
 from app.auth.keys import hash_api_key
 from app.auth.repository import ApiKeyRepository
 from app.ops.background import BackgroundLoop
+from app.redis_client import RedisClient, open_pubsub
 
 logger = logging.getLogger("memanto.auth")
 
@@ -32,12 +32,12 @@ def revocation_channel(prefix: str) -> str:
     return f"{prefix}keys:revoked"
 
 
-async def publish_revocation(redis: Redis, prefix: str, key_id: str) -> None:
+async def publish_revocation(redis: RedisClient, prefix: str, key_id: str) -> None:
     await redis.publish(revocation_channel(prefix), key_id)
 
 
 class ApiKeyCache:
-    def __init__(self, repository: ApiKeyRepository, redis: Redis, prefix: str, ttl_seconds: float) -> None:
+    def __init__(self, repository: ApiKeyRepository, redis: RedisClient, prefix: str, ttl_seconds: float) -> None:
         self._repository = repository
         self._redis = redis
         self._channel = revocation_channel(prefix)
@@ -88,8 +88,9 @@ class ApiKeyCache:
     async def _listen(self, loop: BackgroundLoop) -> None:
         delay = 0.1
         while loop.running:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
+                pubsub = await open_pubsub(self._redis)
                 await pubsub.subscribe(self._channel)
                 # Anything may have been revoked while we were not listening.
                 self.invalidate()
@@ -109,5 +110,6 @@ class ApiKeyCache:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), timeout=2)
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(pubsub.aclose(), timeout=2)

@@ -31,7 +31,7 @@ def _services(request: Request[Any, Any, Any]) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def _api_key(headers: Headers) -> str | None:
+def api_key_of(headers: Headers) -> str | None:
     authorization = headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
@@ -67,7 +67,7 @@ async def _verify_token(request: Request[Any, Any, Any], token: str, key: str | 
 
 
 async def provide_owner(request: Request[Any, Any, Any]) -> Owner:
-    key = _api_key(request.headers)
+    key = api_key_of(request.headers)
     if key is None:
         raise Unauthorized(
             "an API key is required: `Authorization: Bearer mk_…` or `X-Api-Key`", code="missing_credentials"
@@ -81,14 +81,14 @@ async def provide_claims(request: Request[Any, Any, Any]) -> SessionClaims:
     token = request.headers.get(SESSION_TOKEN_HEADER)
     if not token:
         raise Unauthorized("a session token is required in `X-Session-Token`", code="missing_credentials")
-    credentials = await _verify_token(request, token, _api_key(request.headers))
+    credentials = await _verify_token(request, token, api_key_of(request.headers))
     assert credentials.claims is not None
     return credentials.claims
 
 
 async def provide_credentials(request: Request[Any, Any, Any]) -> Credentials:
     token = request.headers.get(SESSION_TOKEN_HEADER)
-    key = _api_key(request.headers)
+    key = api_key_of(request.headers)
     if token:
         return await _verify_token(request, token, key)
     if key:

@@ -12,7 +12,6 @@ from uuid import UUID
 
 import asyncpg
 import click
-from redis.asyncio import Redis
 
 from app.auth.cache import publish_revocation
 from app.auth.keys import display_prefix, generate_api_key, hash_api_key, new_key_id
@@ -20,6 +19,7 @@ from app.auth.repository import ApiKeyRepository
 from app.db import Database
 from app.errors import OUTAGE_ERRORS
 from app.migrations import MigrationError, migrate
+from app.redis_client import open_redis
 from app.settings import Settings, SettingsError
 
 T = TypeVar("T")
@@ -87,22 +87,30 @@ def main() -> None:
 def serve(host: str, port: int, workers: int, graceful_timeout: int) -> None:
     import uvicorn
 
+    from app.ops.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+
     settings = _settings()  # refuse to start on a bad setting, before any worker exists
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        proxy_headers=True,
-        server_header=False,
-        timeout_graceful_shutdown=graceful_timeout,
-        log_level=settings.log_level.lower(),
-    )
+    metrics_dir = prepare_multiprocess_dir(workers)  # before the workers start: they inherit it
+    if metrics_dir is not None:
+        click.echo(f"memanto-server: {workers} workers share metrics through {metrics_dir}", err=True)
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_config=None,
+            proxy_headers=True,
+            server_header=False,
+            timeout_graceful_shutdown=graceful_timeout,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        remove_multiprocess_dir(metrics_dir)
 
 
 @main.command("migrate", help="Create the database if missing and apply pending migrations.")
@@ -151,7 +159,7 @@ def keys_revoke(key_id: str) -> None:
         if not await repository.exists(key_id):
             raise click.ClickException(f"no API key {key_id}")
         changed = await repository.revoke(key_id)
-        redis = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout)
+        redis = open_redis(settings)
         try:
             await publish_revocation(redis, settings.redis_prefix, key_id)
         finally:

@@ -44,6 +44,7 @@ from app.memories.search import (
     fuzzy_words,
     query_fingerprint,
 )
+from app.ops.metrics import MEMORIES_STORED, RECALL_RESULTS
 from app.pagination import decode_cursor, encode_cursor
 from app.sessions.service import SessionService
 from app.sessions.store import LiveState
@@ -151,6 +152,8 @@ class MemoryService:
         )
         if stored.replayed:  # the first request stored (and counted) it
             state = await self._sessions.touch(claims, stored=-1)
+        else:
+            MEMORIES_STORED.inc()
         memory = StoredMemory(
             memory_id=stored.memory_id,
             agent_id=claims.agent_id,
@@ -172,6 +175,7 @@ class MemoryService:
             lambda: self._repository.insert_batch(claims.owner_id, claims.agent_id, claims.session_id, ids, memories),
         )
         stored = sum(1 for new, given in zip(ids, memory_ids, strict=True) if str(new) == given)
+        MEMORIES_STORED.inc(stored)
         if stored < len(memories):  # repeats were counted by the request that first stored them
             state = await self._sessions.touch(claims, stored=stored - len(memories))
         return BatchStored(stored=stored, memory_ids=memory_ids, already_stored=len(memories) - stored), state
@@ -217,6 +221,7 @@ class MemoryService:
         # Liveness is checked after the search so that the check and the count are one
         # round trip; a dead session's results are thrown away unseen.
         state = await self._sessions.touch(claims, retrieved=len(page))
+        RECALL_RESULTS.inc(len(page))
         next_cursor = encode_recall_cursor(mode, text, page[-1], fingerprint) if len(rows) > request.limit else None
         result = RecallResult(
             agent_id=claims.agent_id,
@@ -237,6 +242,7 @@ class MemoryService:
         by_id = {r.memory_id: r for r in rows}
         sources = [by_id[i] for i in dict.fromkeys(e.memory_id for e in extracts)]
         state = await self._sessions.touch(claims, retrieved=len(sources))
+        RECALL_RESULTS.inc(len(sources))
         answer = " ".join(e.sentence for e in extracts) or NO_ANSWER
         result = AnswerResult(
             agent_id=claims.agent_id,

@@ -11,6 +11,8 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.ops.metrics import observe_request
+
 access_log = logging.getLogger("memanto.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -62,16 +64,21 @@ class AccessLogMiddleware(ASGIMiddleware):
         try:
             await next_app(scope, receive, send_wrapper)
         finally:
+            seconds = time.perf_counter() - started
             state = scope.get("state", {})
+            method, route = scope.get("method", "-"), scope.get("path_template", "-")
+            observe_request(method, route, status, seconds)
             access_log.info(
                 "%s %s %s",
-                scope.get("method", "-"),
-                scope.get("path_template", "-"),
+                method,
+                route,
                 status,
                 extra={
                     "request_id": request_id_of(scope),
+                    "method": method,
+                    "route": route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(seconds * 1000, 2),
                     "owner_id": state.get("owner_id"),
                     "agent_id": scope.get("path_params", {}).get("agent_id") or state.get("agent_id"),
                 },

@@ -14,8 +14,9 @@ import logging
 import random
 
 from app.db import Database
-from app.errors import OUTAGE_ERRORS
+from app.errors import OUTAGE_ERRORS, outage_backend
 from app.ops.background import BackgroundLoop
+from app.ops.metrics import DEPENDENCY_ERRORS, SESSIONS_ENDED
 from app.sessions.repository import SessionRepository
 from app.sessions.store import SessionStore
 from app.timeutil import from_ms, now_ms
@@ -35,7 +36,7 @@ class ExpirySweeper:
 
     async def sweep_once(self) -> int:
         """Record what has expired; return how many sessions were recorded."""
-        recorded = 0
+        recorded = ended = 0
         async with self._db.transaction() as conn:
             for due in await self._repository.claim_due(conn, from_ms(now_ms()), BATCH):
                 snapshot = await self._store.peek(due.owner_id, due.agent_id)
@@ -47,7 +48,7 @@ class ExpirySweeper:
                     # Redis no longer has it (retention passed, or Redis lost its data):
                     # the counters cannot be known any more; the end can.
                     logger.warning("expired session %s recorded without its final counters", due.session_id)
-                await self._repository.end(
+                ended += await self._repository.end(
                     due.owner_id,
                     due.session_id,
                     ended_at=from_ms(state.expires_ms) if state else due.expires_at,
@@ -59,6 +60,7 @@ class ExpirySweeper:
                     conn=conn,
                 )
                 recorded += 1
+        SESSIONS_ENDED.labels("expired").inc(ended)  # once committed
         return recorded
 
     async def start(self) -> None:
@@ -77,6 +79,7 @@ class ExpirySweeper:
             except asyncio.CancelledError:
                 raise
             except OUTAGE_ERRORS as exc:
+                DEPENDENCY_ERRORS.labels(outage_backend(exc)).inc()
                 logger.warning("expiry sweep skipped: %s", type(exc).__name__)
             except Exception:
                 logger.exception("expiry sweep failed")

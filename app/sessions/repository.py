@@ -119,10 +119,12 @@ class SessionRepository:
         retrieved: int,
         extensions: int,
         conn: Executor | None = None,
-    ) -> None:
-        await (conn or self._db).execute(
+    ) -> bool:
+        """Record how the session ended; False when it was recorded before."""
+        status = await (conn or self._db).execute(
             END_SESSION, session_id, UUID(owner_id), ended_at, reason, expires_at, stored, retrieved, extensions
         )
+        return status == "UPDATE 1"
 
     async def forget(self, owner_id: str, session_id: str) -> None:
         await self._db.execute(FORGET_SESSION, session_id, UUID(owner_id))

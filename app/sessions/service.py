@@ -13,6 +13,7 @@ import msgspec
 from app.agents.repository import AgentRepository
 from app.auth.cache import Owner
 from app.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from app.ops.metrics import SESSIONS_ACTIVATED, SESSIONS_ENDED
 from app.pagination import decode_cursor, encode_cursor
 from app.sessions.repository import HistoryRow, SessionRepository
 from app.sessions.schemas import (
@@ -92,6 +93,7 @@ class SessionService:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._repository.forget(owner.owner_id, session_id))
             raise
+        SESSIONS_ACTIVATED.inc()
         if replaced is not None:
             # A superseded session ends now; one that had run out ended at its expiry.
             ended_at = created if replaced.reason == "superseded" else replaced.state.expires_ms
@@ -252,7 +254,7 @@ class SessionService:
         )
 
     async def _record_end(self, owner_id: str, state: LiveState, reason: str, at_ms: int) -> None:
-        await self._repository.end(
+        if await self._repository.end(
             owner_id,
             state.session_id,
             ended_at=from_ms(at_ms),
@@ -261,7 +263,8 @@ class SessionService:
             stored=state.stored,
             retrieved=state.retrieved,
             extensions=state.extensions,
-        )
+        ):
+            SESSIONS_ENDED.labels(reason).inc()
 
     async def _rejection(self, claims: SessionClaims, miss: Miss) -> Unauthorized:
         if miss is Miss.SUPERSEDED:

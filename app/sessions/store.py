@@ -17,7 +17,8 @@ import enum
 from importlib import resources
 
 import msgspec
-from redis.asyncio import Redis
+
+from app.redis_client import RedisClient
 
 
 def _load(name: str) -> str:
@@ -69,7 +70,7 @@ def _state(values: list[str]) -> LiveState:
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, prefix: str, retain_ms: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, retain_ms: int) -> None:
         self._prefix = prefix
         self._retain_ms = retain_ms
         self._activate = redis.register_script(_load("activate.lua"))
