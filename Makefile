@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run migrate key test lint format clean bench-memory
+.PHONY: install run migrate key test lint format clean bench bench-memory loadtest install-bench
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -49,3 +49,31 @@ clean:
 bench-memory: install
 	$(BIN)/python -m bench.batch_vs_single
 	$(BIN)/python -m bench.recall_scale
+
+# Issue-6 throughput and latency (not part of `make test`): wrk against the hot routes, with the
+# /health/live floor, a Litestar server-side-session app, redis-benchmark and pgbench measured in
+# the same run; writes docs/benchmarks.md. Needs wrk, taskset, redis-benchmark and pgbench
+# (Debian: apt-get install wrk util-linux redis-tools postgresql-client). BENCH_ARGS="--duration 5 --runs 1".
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Issue-6 load scenario (Locust, headless, bounded): the documented agent workflow at scale.
+#   MEMANTO_API_KEY=mk_... make loadtest URL=http://127.0.0.1:8000 USERS=50 DURATION=60s
+# Prints Locust's summary and writes bench/results/loadtest_{stats,failures,exceptions,stats_history}.csv.
+URL      ?= http://127.0.0.1:8000
+USERS    ?= 20
+DURATION ?= 30s
+SPAWN    ?= $(USERS)
+BENCH_STAMP := $(VENV)/.installed-bench-stamp
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+install-bench: $(BENCH_STAMP)
+
+loadtest: install-bench
+	@test -n "$$MEMANTO_API_KEY" || { echo "set MEMANTO_API_KEY to an owner's API key (memanto-server keys ...)"; exit 2; }
+	mkdir -p bench/results
+	$(BIN)/locust -f bench/locustfile.py --headless --host $(URL) --users $(USERS) --spawn-rate $(SPAWN) \
+		--run-time $(DURATION) --stop-timeout 10 --only-summary --csv bench/results/loadtest

@@ -33,9 +33,16 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """Release without asyncpg's default reset (UNLISTEN, RESET ALL, …): the app keeps no
+    session state on pooled connections, so the reset was a second round trip per request.
+    asyncpg still rolls back a transaction left open."""
+
+
 async def open_pool(settings: Settings) -> asyncpg.Pool[Any]:
     pool = asyncpg.create_pool(
         settings.database_url,
+        reset=_keep_session,
         min_size=0,
         max_size=settings.db_pool_max,
         timeout=settings.db_connect_timeout,

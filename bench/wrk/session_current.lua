@@ -1,0 +1,6 @@
+-- GET /api/v2/session/current with the API key and a session token (key + token check + Redis touch).
+-- Environment: BENCH_KEY (API key), BENCH_TOKEN (session token).
+wrk.method = "GET"
+wrk.path = "/api/v2/session/current"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
+wrk.headers["X-Session-Token"] = os.getenv("BENCH_TOKEN")
