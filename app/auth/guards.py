@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Headers
 
 from app.auth.cache import Owner
@@ -54,8 +55,23 @@ async def _resolve_key(request: Request[Any, Any, Any], key: str) -> Owner:
     return owner
 
 
+_VERIFIED_KEY = "memanto_verified_claims"
+
+
+def verified_claims(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> SessionClaims:
+    """The token's claims, verified once per request however many guards ask (the rate
+    limiter asks before the route's own credential dependency does)."""
+    state = connection.scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    cached = state.get(_VERIFIED_KEY)
+    if cached is not None and cached[0] == token:
+        return cached[1]  # type: ignore[no-any-return]
+    claims = connection.app.state.services.tokens.verify(token)
+    state[_VERIFIED_KEY] = (token, claims)
+    return claims
+
+
 async def _verify_token(request: Request[Any, Any, Any], token: str, key: str | None) -> Credentials:
-    claims = _services(request).tokens.verify(token)
+    claims = verified_claims(request, token)
     if key is None:
         _remember_for_log(request, claims.owner_id, claims.agent_id)
         return Credentials(owner=Owner(owner_id=claims.owner_id, key_id=""), claims=claims)

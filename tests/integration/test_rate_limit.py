@@ -176,3 +176,27 @@ async def test_the_limiter_recovers_when_its_redis_returns(settings: Settings, o
             await asyncio.sleep(BYPASS_SECONDS + 0.5)
             statuses = [(await client.get(f"{API}/agents", headers=owner.headers)).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+async def test_a_limited_token_request_verifies_its_token_once(limited: AsyncTestClient[Any], owner: OwnerKey) -> None:
+    # The limiter's guard and the route's credential dependency both need the token's owner;
+    # the signature is checked once per request, not once per asker.
+    session = await activate(limited, owner.key, unique_agent("verify-once"))
+    codec = limited.app.state.services.tokens
+    calls: list[str] = []
+    real_verify = codec.verify
+
+    def counting_verify(token: str) -> Any:
+        calls.append(token)
+        return real_verify(token)
+
+    codec.verify = counting_verify
+    try:
+        response = await limited.get(
+            f"{API}/session/current", headers=token_headers(session["session_token"], owner.key)
+        )
+    finally:
+        codec.verify = real_verify
+    assert response.status_code == 200, response.text
+    assert "RateLimit-Remaining" in response.headers
+    assert calls == [session["session_token"]]
