@@ -175,14 +175,16 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
 
 
 @contextlib.contextmanager
-def pinned_process(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+def pinned_process(
+    command: list[str], env: dict[str, str], ready_url: str, stop_signal: int = signal.SIGTERM
+) -> Iterator[None]:
     """`command` pinned to the server core, until it answers 200 at `ready_url`; stopped after."""
     process = subprocess.Popen(["taskset", "-c", SERVER_CORE, *command], env=env, cwd=ROOT)
     try:
         _wait_ready(process, ready_url)
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -195,8 +197,9 @@ def _clean_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def memanto(db_url: str, redis_prefix: str) -> Iterator[str]:
-    """As bench.common.server (the same settings), pinned to the server core."""
+def memanto(db_url: str, redis_prefix: str, wrapper: list[str] | None = None) -> Iterator[str]:
+    """As bench.common.server (the same settings), pinned to the server core; `wrapper`
+    (a profiler) runs the server as its child and is stopped with SIGINT, as at a terminal."""
     port = free_port()
     env = _clean_env()
     env.update(
@@ -210,7 +213,8 @@ def memanto(db_url: str, redis_prefix: str) -> Iterator[str]:
     )
     command = [sys.executable, "-m", "app.cli.server", "serve", "--port", str(port), "--workers", "1"]
     base = f"http://127.0.0.1:{port}"
-    with pinned_process(command, env, f"{base}/health/ready"):
+    stop = signal.SIGINT if wrapper else signal.SIGTERM
+    with pinned_process([*(wrapper or []), *command], env, f"{base}/health/ready", stop):
         yield base
 
 
