@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -18,15 +17,10 @@ from app.ops.logging import configure_logging
 from app.ops.metrics import metrics_endpoint
 from app.ops.ratelimit import add_rate_limit_headers, enforce_rate_limit, rate_limiter
 from app.ops.request_context import AccessLogMiddleware, add_request_id
-from app.services import Services
 from app.sessions.controller import SessionController
 from app.settings import Settings
 
 API_PREFIX = "/api/v2"
-
-
-def provide_services(state: State) -> Services:
-    return state.services  # type: ignore[no-any-return]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -36,11 +30,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path=API_PREFIX,
         route_handlers=[SessionController, AgentController, MemoryController],
         security=[{"ApiKey": []}, {"SessionToken": []}],
-        guards=[enforce_rate_limit],
+        # Litestar copies the route handler for every guard call: no guard when there is no limit.
+        guards=[enforce_rate_limit] if settings.rate_limit else [],
     )
     return Litestar(
         route_handlers=[api, HealthController, metrics_endpoint],
-        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[backends, rate_limiter],
         middleware=[AccessLogMiddleware()],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -20,9 +21,14 @@ def to_ms(moment: datetime) -> int:
 
 def iso_z(moment: datetime | int) -> str:
     """`2026-03-30T16:30:00Z` (second precision; milliseconds dropped)."""
-    if isinstance(moment, int):
-        moment = from_ms(moment)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seconds = moment // 1000 if isinstance(moment, int) else int(moment.timestamp() // 1)
+    return _iso_seconds(seconds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:
+    # Every request of a session answers with the same few instants (created, expires).
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def human_duration(seconds: float) -> str:

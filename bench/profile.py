@@ -77,7 +77,18 @@ def main(argv: list[str] | None = None) -> None:
 
     key = asyncio.run(setup())
     try:
-        sampler = [py_spy, "record", "--rate", str(args.rate), "--format", "raw", "--nolineno", "--output", str(collapsed), "--"]
+        sampler = [
+            py_spy,
+            "record",
+            "--rate",
+            str(args.rate),
+            "--format",
+            "raw",
+            "--nolineno",
+            "--output",
+            str(collapsed),
+            "--",
+        ]
         with bench_run.memanto(database_url(db_name), redis_prefix, wrapper=sampler) as base:
             envs = bench_run.prepare_memanto(
                 base, key, run_id, recall=args.route == "recall", extend=args.route == "extend"

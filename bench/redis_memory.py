@@ -6,7 +6,7 @@
 Memory: creates `--sessions` live sessions directly through the store's own activate
 script (app.sessions.store.SessionStore, a key prefix of its own, owner ids UUIDs, agent
 ids as agents are named), and reads `INFO memory` `used_memory` before and after:
-bytes per live session, both keys (`live:` and `sess:`) and their TTLs included.
+bytes per live session, its one key (the `sess:` hash) and its TTL included.
 
 Throughput: one server worker (pinned to core 0, `wrk` to core 1 when there are two)
 against the same Redis, `GET /session/current` and `activate` for `--seconds` each over
@@ -97,7 +97,7 @@ async def fill(store: SessionStore, count: int, *, agents_per_owner: int = 100, 
 
 
 async def _one_owner(redis: Redis, prefix: str) -> str:
-    async for key in redis.scan_iter(match=f"{prefix}live:*{realistic_agent_id(0)}}}", count=5000):
+    async for key in redis.scan_iter(match=f"{prefix}sess:*{realistic_agent_id(0)}}}", count=5000):
         return str(key).split("{", 1)[1].split(":", 1)[0]
     raise RuntimeError("no session found")
 
@@ -116,7 +116,7 @@ async def delete_prefix(redis: Redis, prefix: str) -> int:
 
 
 async def memory_per_session(redis_url: str, count: int) -> tuple[int, int, float, dict[str, int]]:
-    """(bytes before, bytes after, seconds to fill, MEMORY USAGE of one session's keys) for `count`
+    """(bytes before, bytes after, seconds to fill, MEMORY USAGE of one session's key) for `count`
     sessions; the keys are deleted afterwards."""
     redis = Redis.from_url(redis_url, decode_responses=True)
     prefix = bench_prefix()
@@ -130,8 +130,8 @@ async def memory_per_session(redis_url: str, count: int) -> tuple[int, int, floa
         before = await used_memory(redis)
         seconds = await fill(store, count)
         after = await used_memory(redis)
-        keys = store.keys(owner_id=await _one_owner(redis, prefix), agent_id=realistic_agent_id(0))
-        sample = {key: int(await redis.memory_usage(key) or 0) for key in keys}
+        key = store.key(owner_id=await _one_owner(redis, prefix), agent_id=realistic_agent_id(0))
+        sample = {key: int(await redis.memory_usage(key) or 0)}
         return before, after, seconds, sample
     finally:
         await delete_prefix(redis, prefix)

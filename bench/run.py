@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import re
@@ -86,6 +87,7 @@ class WrkResult:
     requests: int
     non_2xx: int
     socket_errors: int
+    server_cpu_us: float = math.nan  # server CPU time (user + system) per request, microseconds
 
 
 @dataclass
@@ -95,6 +97,10 @@ class RouteResults:
 
     def median(self, attribute: str) -> float:
         return statistics.median(getattr(run, attribute) for run in self.runs)
+
+    @property
+    def cpu_per_request(self) -> float:
+        return self.median("server_cpu_us")
 
     @property
     def errors(self) -> int:
@@ -150,15 +156,32 @@ def wrk_command(script: str, url: str, duration: int, connections: int) -> list[
 
 def run_wrk(script: str, url: str, duration: int, connections: int, env: dict[str, str]) -> WrkResult:
     command = wrk_command(script, url, duration, connections)
+    pid = SERVER_PIDS.get(url)
+    cpu_before = cpu_seconds(pid) if pid else math.nan
     done = subprocess.run(
         command, env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=duration + 60
     )
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
-    return parse_wrk(done.stdout)
+    result = parse_wrk(done.stdout)
+    if pid and result.requests:
+        result.server_cpu_us = (cpu_seconds(pid) - cpu_before) / result.requests * 1e6
+    return result
 
 
 # --- servers --------------------------------------------------------------------------------
+
+# Each server's process id by base URL: its CPU time per request is the figure that other
+# processes on the machine disturb least (throughput falls when they take the core; the
+# work done per request hardly changes).
+SERVER_PIDS: dict[str, int] = {}
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
@@ -177,12 +200,13 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
 @contextlib.contextmanager
 def pinned_process(
     command: list[str], env: dict[str, str], ready_url: str, stop_signal: int = signal.SIGTERM
-) -> Iterator[None]:
-    """`command` pinned to the server core, until it answers 200 at `ready_url`; stopped after."""
+) -> Iterator[int]:
+    """`command` pinned to the server core, until it answers 200 at `ready_url`; stopped after.
+    Yields its process id (taskset execs the command)."""
     process = subprocess.Popen(["taskset", "-c", SERVER_CORE, *command], env=env, cwd=ROOT)
     try:
         _wait_ready(process, ready_url)
-        yield
+        yield process.pid
     finally:
         process.send_signal(stop_signal)
         try:
@@ -214,7 +238,9 @@ def memanto(db_url: str, redis_prefix: str, wrapper: list[str] | None = None) ->
     command = [sys.executable, "-m", "app.cli.server", "serve", "--port", str(port), "--workers", "1"]
     base = f"http://127.0.0.1:{port}"
     stop = signal.SIGINT if wrapper else signal.SIGTERM
-    with pinned_process([*(wrapper or []), *command], env, f"{base}/health/ready", stop):
+    with pinned_process([*(wrapper or []), *command], env, f"{base}/health/ready", stop) as pid:
+        if not wrapper:
+            SERVER_PIDS[base] = pid
         yield base
 
 
@@ -223,7 +249,10 @@ def baseline(namespace: str) -> Iterator[str]:
     port = free_port()
     env = {**_clean_env(), "BASELINE_REDIS_URL": REDIS_URL, "BASELINE_NAMESPACE": namespace}
     base = f"http://127.0.0.1:{port}"
-    with pinned_process([sys.executable, "-m", "bench.baseline_app", "--port", str(port)], env, f"{base}/health/live"):
+    with pinned_process(
+        [sys.executable, "-m", "bench.baseline_app", "--port", str(port)], env, f"{base}/health/live"
+    ) as pid:
+        SERVER_PIDS[base] = pid
         yield base
 
 
@@ -461,9 +490,11 @@ def render(
         "",
         "## HTTP routes (wrk)",
         "",
-        "| route | requests/s | p50 ms | p99 ms | non-2xx / socket errors | x /health/live | x Litestar session |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| route | requests/s | p50 ms | p99 ms | non-2xx / socket errors | x /health/live | x Litestar session "
+        "| server CPU µs/request | x /health/live by CPU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    floor_cpu = results["health_live"].cpu_per_request if "health_live" in results else math.nan
     for script, result in results.items():
         rps = result.median("requests_per_second")
         ratio_floor = "1.00x (floor)" if script == "health_live" else _ratio(rps, floor)
@@ -472,9 +503,11 @@ def render(
         ratio_litestar = _ratio(rps, litestar) if script == "session_current" else "—"
         if script == "baseline_session":
             ratio_litestar = "1.00x (baseline)"
+        cpu = result.cpu_per_request
+        ratio_cpu = "—" if script == "baseline_session" or math.isnan(cpu) else f"{floor_cpu / cpu:.2f}x"
         lines.append(
             f"| `{result.route.name}` | {rps:,.0f} | {result.median('p50_ms'):.2f} | {result.median('p99_ms'):.2f} "
-            f"| {result.errors} | {ratio_floor} | {ratio_litestar} |"
+            f"| {result.errors} | {ratio_floor} | {ratio_litestar} | {cpu:,.0f} | {ratio_cpu} |"
         )
     lines += ["", "Requests/s of each run:", ""]
     for result in results.values():
@@ -551,6 +584,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pgbench-duration", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="smoke mode: 2 s, one run, three routes, no baselines")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--routes",
+        help="comma-separated scripts to measure (default all): " + ",".join(r.script for r in ROUTES),
+    )
+    parser.add_argument("--skip-backends", action="store_true", help="no redis-benchmark / pgbench baselines")
     args = parser.parse_args(argv)
     args.command_line = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     args.command_line = args.command_line.strip()
@@ -572,7 +610,10 @@ def main(argv: list[str] | None = None) -> None:
     db_name = f"memanto_bench_load_{run_id}"
     redis_prefix = f"memanto-bench-{run_id}:"
     baseline_namespace = f"memanto-bench-baseline-{run_id}"
-    routes = [r for r in ROUTES if not args.quick or r.script in QUICK_ROUTES]
+    chosen = set(args.routes.split(",")) if args.routes else {r.script for r in ROUTES}
+    if unknown := chosen - {r.script for r in ROUTES}:
+        sys.exit(f"bench.run: unknown routes: {', '.join(sorted(unknown))}")
+    routes = [r for r in ROUTES if r.script in chosen and (not args.quick or r.script in QUICK_ROUTES)]
     results = {route.script: RouteResults(route) for route in routes}
 
     async def setup() -> str:
@@ -607,6 +648,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(
                         f"run {number + 1}/{args.runs} {script}: {outcome.requests_per_second:,.0f} req/s, "
                         f"p50 {outcome.p50_ms:.2f} ms, p99 {outcome.p99_ms:.2f} ms, "
+                        f"server CPU {outcome.server_cpu_us:,.0f} µs/request, "
                         f"errors {outcome.non_2xx + outcome.socket_errors}",
                         flush=True,
                     )
@@ -615,8 +657,9 @@ def main(argv: list[str] | None = None) -> None:
         clear_redis(f"{redis_prefix}*")
         clear_redis(f"{baseline_namespace}*")
 
-    redis_results = None if args.quick else run_redis_benchmark()
-    pg_result = None if args.quick else run_pgbench(args.pgbench_duration)
+    backends = not (args.quick or args.skip_backends)
+    redis_results = run_redis_benchmark() if backends else None
+    pg_result = run_pgbench(args.pgbench_duration) if backends else None
     machine_info = machine()
     machine_info["load average (1 min) before / after the run"] = f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}"
     report = render(args, results, redis_results, pg_result, machine_info, versions(), started)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.agents.schemas import AgentDetail, AgentList, AgentSummary, CreateAgentRequest
 from app.auth.cache import Owner
-from app.auth.guards import provide_owner
+from app.auth.guards import provide_owner, services_of
 from app.http import BODY_ROUTE, KEY_ROUTE, AgentIdPath, problems
-from app.services import Services
 
 
 class AgentController(Controller):
@@ -27,25 +26,25 @@ class AgentController(Controller):
         summary="Create an agent (409 if the owner has one of that name)",
     )
     async def create(
-        self, data: JSONBody[CreateAgentRequest], owner: NamedDependency[Owner], services: NamedDependency[Services]
+        self, data: JSONBody[CreateAgentRequest], owner: NamedDependency[Owner], request: Request[Any, Any, Any]
     ) -> AgentSummary:
-        return await services.agents.create(owner, data.agent_id, data.description)
+        return await services_of(request).agents.create(owner, data.agent_id, data.description)
 
     @get(responses=problems(*KEY_ROUTE), summary="The owner's agents, by agent_id, keyset-paginated")
     async def list_agents(
         self,
         owner: NamedDependency[Owner],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
         cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
     ) -> AgentList:
-        return await services.agents.list(owner, limit, cursor)
+        return await services_of(request).agents.list(owner, limit, cursor)
 
     @get("/{agent_id:str}", responses=problems(*KEY_ROUTE, 404), summary="One agent with its counts and live session")
     async def show(
-        self, agent_id: AgentIdPath, owner: NamedDependency[Owner], services: NamedDependency[Services]
+        self, agent_id: AgentIdPath, owner: NamedDependency[Owner], request: Request[Any, Any, Any]
     ) -> AgentDetail:
-        return await services.agents.get(owner, agent_id)
+        return await services_of(request).agents.get(owner, agent_id)
 
     @delete(
         "/{agent_id:str}",
@@ -54,6 +53,6 @@ class AgentController(Controller):
         summary="Delete an agent: ends its session, deletes its memories and history for good",
     )
     async def remove(
-        self, agent_id: AgentIdPath, owner: NamedDependency[Owner], services: NamedDependency[Services]
+        self, agent_id: AgentIdPath, owner: NamedDependency[Owner], request: Request[Any, Any, Any]
     ) -> None:
-        await services.agents.delete(owner, agent_id)
+        await services_of(request).agents.delete(owner, agent_id)

@@ -2,7 +2,15 @@
 
 `owner` needs an API key. `claims` needs a session token; an API key sent beside it
 (as the documented clients do) must belong to the same owner. `credentials` takes
-either, for the one route (deactivate) that allows a key alone.
+either, for the one route (deactivate) that allows a key alone. They are resolved before
+the handler's parameters are checked, so a caller without credentials learns nothing
+from a 422.
+
+A handler takes one of them and reaches the services through `services_of(request)`,
+not as a second dependency: Litestar resolves dependencies with no order between them
+concurrently, in an anyio task group per request, and that group and the extra
+resolution took a sixth of the server's CPU time for `GET /session/current`
+(bench/profile.py, issue 6).
 """
 
 from __future__ import annotations
@@ -28,8 +36,8 @@ class Credentials(msgspec.Struct, frozen=True):
     claims: SessionClaims | None
 
 
-def _services(request: Request[Any, Any, Any]) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
+    return connection.app.state.services  # type: ignore[no-any-return]
 
 
 def api_key_of(headers: Headers) -> str | None:
@@ -48,34 +56,26 @@ def _remember_for_log(request: Request[Any, Any, Any], owner_id: str, agent_id: 
         state["agent_id"] = agent_id
 
 
-async def _resolve_key(request: Request[Any, Any, Any], key: str) -> Owner:
-    owner = await _services(request).keys.resolve(key)
+async def _resolve_key(services: Services, key: str) -> Owner:
+    owner = await services.keys.resolve(key)
     if owner is None:
         raise Unauthorized("the API key is unknown or revoked", code="invalid_api_key")
     return owner
 
 
-_VERIFIED_KEY = "memanto_verified_claims"
-
-
 def verified_claims(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> SessionClaims:
-    """The token's claims, verified once per request however many guards ask (the rate
-    limiter asks before the route's own credential dependency does)."""
-    state = connection.scope.setdefault("state", {})  # type: ignore[typeddict-item]
-    cached = state.get(_VERIFIED_KEY)
-    if cached is not None and cached[0] == token:
-        return cached[1]  # type: ignore[no-any-return]
-    claims = connection.app.state.services.tokens.verify(token)
-    state[_VERIFIED_KEY] = (token, claims)
-    return claims
+    """The token's claims (the rate limiter asks before the handler does; the codec remembers)."""
+    return services_of(connection).tokens.verify(token)
 
 
-async def _verify_token(request: Request[Any, Any, Any], token: str, key: str | None) -> Credentials:
-    claims = verified_claims(request, token)
+async def _verify_token(
+    request: Request[Any, Any, Any], services: Services, token: str, key: str | None
+) -> Credentials:
+    claims = services.tokens.verify(token)
     if key is None:
         _remember_for_log(request, claims.owner_id, claims.agent_id)
         return Credentials(owner=Owner(owner_id=claims.owner_id, key_id=""), claims=claims)
-    owner = await _resolve_key(request, key)
+    owner = await _resolve_key(services, key)
     if owner.owner_id != claims.owner_id:
         raise Forbidden("the session token and the API key belong to different owners", code="owner_mismatch")
     _remember_for_log(request, owner.owner_id, claims.agent_id)
@@ -83,32 +83,37 @@ async def _verify_token(request: Request[Any, Any, Any], token: str, key: str | 
 
 
 async def provide_owner(request: Request[Any, Any, Any]) -> Owner:
+    """The owner of the request's API key, or a 401."""
     key = api_key_of(request.headers)
     if key is None:
         raise Unauthorized(
             "an API key is required: `Authorization: Bearer mk_…` or `X-Api-Key`", code="missing_credentials"
         )
-    owner = await _resolve_key(request, key)
+    owner = await _resolve_key(services_of(request), key)
     _remember_for_log(request, owner.owner_id)
     return owner
 
 
 async def provide_claims(request: Request[Any, Any, Any]) -> SessionClaims:
-    token = request.headers.get(SESSION_TOKEN_HEADER)
+    """The claims of the request's session token (with the same owner's key, if one is sent too)."""
+    headers = request.headers
+    token = headers.get(SESSION_TOKEN_HEADER)
     if not token:
         raise Unauthorized("a session token is required in `X-Session-Token`", code="missing_credentials")
-    credentials = await _verify_token(request, token, api_key_of(request.headers))
-    assert credentials.claims is not None
-    return credentials.claims
+    claims = (await _verify_token(request, services_of(request), token, api_key_of(headers))).claims
+    assert claims is not None
+    return claims
 
 
 async def provide_credentials(request: Request[Any, Any, Any]) -> Credentials:
+    """A session token (with its key, if one is sent too) or an API key alone."""
+    services = services_of(request)
     token = request.headers.get(SESSION_TOKEN_HEADER)
     key = api_key_of(request.headers)
     if token:
-        return await _verify_token(request, token, key)
+        return await _verify_token(request, services, token, key)
     if key:
-        owner = await _resolve_key(request, key)
+        owner = await _resolve_key(services, key)
         _remember_for_log(request, owner.owner_id)
         return Credentials(owner=owner, claims=None)
     raise Unauthorized("a session token (`X-Session-Token`) or an API key is required", code="missing_credentials")

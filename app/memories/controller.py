@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from app.auth.guards import provide_claims
+from app.auth.guards import provide_claims, services_of
 from app.errors import Forbidden, InvalidInput
 from app.http import BODY_ROUTE, TOKEN_ROUTE, AgentIdPath, problems, with_session_expiry
 from app.memories.schemas import (
@@ -28,7 +28,6 @@ from app.memories.schemas import (
     RememberRequest,
     StoredMemory,
 )
-from app.services import Services
 from app.sessions.tokens import SessionClaims
 
 IDEMPOTENT_REPLAY_HEADER = "Idempotent-Replayed"
@@ -65,7 +64,7 @@ class MemoryController(Controller):
         self,
         agent_id: AgentIdPath,
         claims: NamedDependency[SessionClaims],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         content: Annotated[str | None, QueryParameter(min_length=1, max_length=10_000)] = None,
         memory_type: Annotated[MemoryType, QueryParameter(name="type")] = "fact",
         title: Annotated[str | None, QueryParameter(max_length=100)] = None,
@@ -78,7 +77,9 @@ class MemoryController(Controller):
             if content is None:
                 raise InvalidInput.field("content", "required (query parameter or JSON body)")
             data = RememberRequest(content=content, type=memory_type, title=title)
-        stored, state, replayed = await services.memories.remember(_own(claims, agent_id), data, idempotency_key)
+        stored, state, replayed = await services_of(request).memories.remember(
+            _own(claims, agent_id), data, idempotency_key
+        )
         response = with_session_expiry(stored, state, HTTP_201_CREATED)
         if replayed:
             response.headers[IDEMPOTENT_REPLAY_HEADER] = "true"
@@ -94,10 +95,10 @@ class MemoryController(Controller):
         self,
         agent_id: AgentIdPath,
         claims: NamedDependency[SessionClaims],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         data: JSONBody[BatchRememberRequest],
     ) -> Response[BatchStored]:
-        stored, state = await services.memories.remember_batch(_own(claims, agent_id), data.memories)
+        stored, state = await services_of(request).memories.remember_batch(_own(claims, agent_id), data.memories)
         return with_session_expiry(stored, state, HTTP_201_CREATED)
 
     @post(
@@ -110,7 +111,7 @@ class MemoryController(Controller):
         self,
         agent_id: AgentIdPath,
         claims: NamedDependency[SessionClaims],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         search: Annotated[str | None, QueryParameter(name="query", min_length=1, max_length=1000)] = None,
         limit: Limit = 10,
         memory_type: TypeFilter = None,
@@ -134,7 +135,7 @@ class MemoryController(Controller):
                 min_score=min_score,
                 cursor=cursor,
             )
-        result, state = await services.memories.recall(_own(claims, agent_id), data)
+        result, state = await services_of(request).memories.recall(_own(claims, agent_id), data)
         return with_session_expiry(result, state)
 
     @post(
@@ -147,7 +148,7 @@ class MemoryController(Controller):
         self,
         agent_id: AgentIdPath,
         claims: NamedDependency[SessionClaims],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         question: Annotated[str | None, QueryParameter(min_length=1, max_length=1000)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=20)] = 5,
         data: JSONBody[AnswerRequest | None] = None,
@@ -156,7 +157,7 @@ class MemoryController(Controller):
             if question is None:
                 raise InvalidInput.field("question", "required (query parameter or JSON body)")
             data = AnswerRequest(question=question, limit=limit)
-        result, state = await services.memories.answer(_own(claims, agent_id), data)
+        result, state = await services_of(request).memories.answer(_own(claims, agent_id), data)
         return with_session_expiry(result, state)
 
     @get("/memories", responses=problems(*TOKEN_ROUTE), summary="The agent's memories, newest first, paginated")
@@ -164,7 +165,7 @@ class MemoryController(Controller):
         self,
         agent_id: AgentIdPath,
         claims: NamedDependency[SessionClaims],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         memory_type: TypeFilter = None,
         tags: TagFilter = None,
         created_after: CreatedAfter = None,
@@ -178,7 +179,7 @@ class MemoryController(Controller):
             created_after=created_after,
             created_before=created_before,
         )
-        page, state = await services.memories.list(_own(claims, agent_id), filters, limit, cursor)
+        page, state = await services_of(request).memories.list(_own(claims, agent_id), filters, limit, cursor)
         return with_session_expiry(page, state)
 
     @get("/memories/{memory_id:str}", responses=MEMORY_ROUTE, summary="One memory")
@@ -187,9 +188,9 @@ class MemoryController(Controller):
         agent_id: AgentIdPath,
         memory_id: FromPath[str],
         claims: NamedDependency[SessionClaims],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
     ) -> Response[MemoryRecord]:
-        record, state = await services.memories.get(_own(claims, agent_id), memory_id)
+        record, state = await services_of(request).memories.get(_own(claims, agent_id), memory_id)
         return with_session_expiry(record, state)
 
     @patch(
@@ -202,10 +203,10 @@ class MemoryController(Controller):
         agent_id: AgentIdPath,
         memory_id: FromPath[str],
         claims: NamedDependency[SessionClaims],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         data: JSONBody[MemoryPatch],
     ) -> Response[MemoryRecord]:
-        record, state = await services.memories.patch(_own(claims, agent_id), memory_id, data)
+        record, state = await services_of(request).memories.patch(_own(claims, agent_id), memory_id, data)
         return with_session_expiry(record, state)
 
     @delete("/memories/{memory_id:str}", status_code=HTTP_204_NO_CONTENT, responses=MEMORY_ROUTE, summary="Delete")
@@ -214,7 +215,7 @@ class MemoryController(Controller):
         agent_id: AgentIdPath,
         memory_id: FromPath[str],
         claims: NamedDependency[SessionClaims],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
     ) -> Response[None]:
-        state = await services.memories.delete(_own(claims, agent_id), memory_id)
+        state = await services_of(request).memories.delete(_own(claims, agent_id), memory_id)
         return with_session_expiry(None, state, HTTP_204_NO_CONTENT)

@@ -1,10 +1,31 @@
-"""Requests per owner to /api/v2, limited in a moving window kept in Redis (the `limits` library).
+"""Requests per owner to /api/v2, limited in a sliding window kept in Redis.
 
-Every instance counts in the same Redis keys, so the limit holds however many instances
-there are. The owner is the one of the API key or of the session token (a request that
-names no valid owner is not counted: it gets its 401 from the route). A request over the
-limit is a 429 `rate_limited` with `Retry-After`; every counted response carries
-`RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds until a slot frees).
+Every instance counts in the same Redis key per owner, so the limit holds however many
+instances there are. The owner is the one of the API key or of the session token (a request
+that names no valid owner is not counted: it gets its 401 from the route). A request over
+the limit is a 429 `rate_limited` with `Retry-After`; every counted response carries
+`RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds until the oldest
+counted request leaves the window, which frees a slot: a refused request's `Retry-After`).
+
+One request costs one Redis round trip: `lua/ratelimit.lua` (EVALSHA) reads the Redis
+clock (so that every instance agrees on the window), drops what left the window, counts
+the request if there is room and answers (allowed, remaining, reset) in one atomic step.
+
+The window is a log of requests kept per bucket, a sixtieth of the window wide (a second of
+a minute), each bucket leaving the window with its last request:
+
+- unlike a log of every request (`limits`' moving window), its memory per owner does not
+  grow with the limit: at most 64 short hash fields, where `100000/minute` would log
+  100000 entries for one busy owner;
+- unlike a two-counter estimate (which may let more than the limit through) or GCRA (a
+  token bucket: the limit at once, then more as it refills, up to nearly twice the limit
+  in one window), no window of that length ever lets more than the limit through, and
+  `RateLimit-Reset` is exact for what is held: when it has passed, a slot is free;
+- the price: a request is held up to one bucket longer than the window, so a request can
+  be refused up to that much early.
+
+A refused request is not counted, so a client that keeps trying while refused is let
+through as soon as its oldest bucket leaves the window.
 
 The limiter must not take the API down: when its storage does not answer, requests pass
 (fail open) and, for a few seconds, are not even tried against it (so that a storage which
@@ -17,24 +38,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any
 
 import msgspec
-from limits import RateLimitItem, parse
-from limits.aio.storage import RedisClusterStorage, RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
 from litestar import Litestar
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Message, Scope
+from redis.exceptions import RedisClusterException, RedisError
 
 from app.auth.guards import SESSION_TOKEN_HEADER, api_key_of, verified_claims
 from app.errors import OUTAGE_ERRORS, MemantoError, RateLimited
 from app.ops.metrics import DEPENDENCY_ERRORS
+from app.redis_client import RedisClient, open_redis
 from app.settings import Settings
 
 logger = logging.getLogger("memanto.ratelimit")
@@ -42,13 +63,43 @@ logger = logging.getLogger("memanto.ratelimit")
 _STATE_KEY = "memanto_rate_limit_headers"
 WARN_EVERY_SECONDS = 10.0
 BYPASS_SECONDS = 5.0  # after a failure, let requests through unchecked for this long
+BUCKETS_PER_WINDOW = 60  # resolution: a request is held up to 1/60 of the window longer than the window
+STORAGE_ERRORS = (RedisError, RedisClusterException, *OUTAGE_ERRORS)
+
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}
+# What `Settings.rate_limit` accepts: `600/minute`, `10 per second`, `100/5 minutes`.
+_RATE = re.compile(
+    r"^\s*(?P<amount>[1-9][0-9]*)\s*(?:/|\s+per\s+)\s*(?:(?P<multiple>[1-9][0-9]*)\s*)?"
+    r"(?P<unit>second|minute|hour|day)s?\s*$",
+    re.IGNORECASE,
+)
+
+
+class Rate(msgspec.Struct, frozen=True):
+    """`amount` requests in any `window_seconds`."""
+
+    amount: int
+    window_seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        match = _RATE.match(text)
+        if match is None:
+            raise ValueError(f"not a rate limit: {text!r} (expected COUNT/UNIT, e.g. 600/minute or 100/5 minutes)")
+        multiple = int(match["multiple"] or 1)
+        return cls(int(match["amount"]), multiple * _UNIT_SECONDS[match["unit"].lower()])
 
 
 class Decision(msgspec.Struct, frozen=True):
     allowed: bool
     limit: int
     remaining: int
-    reset_seconds: int  # until the oldest counted request leaves the window
+    reset_after: float  # seconds until the oldest counted request leaves the window (and frees a slot)
+
+    @property
+    def reset_seconds(self) -> int:
+        """`reset_after` in the headers' whole seconds, rounded up: a client waiting that long finds the slot."""
+        return max(1, math.ceil(self.reset_after))
 
     def headers(self) -> dict[str, str]:
         return {
@@ -58,39 +109,45 @@ class Decision(msgspec.Struct, frozen=True):
         }
 
 
-def storage_uri(url: str) -> tuple[str, dict[str, Any]]:
-    """The `limits` URI (and extra client options) for a memanto Redis URL."""
-    if url.startswith("async+"):
-        return url, {}
+def storage_redis_url(url: str) -> str:
+    """`MEMANTO_RATE_LIMIT_STORAGE_URL` as a URL `open_redis` takes.
+
+    The setting still accepts the `limits` library's spellings (`async+redis://`,
+    `redis+unix://`) that it took when that library counted.
+    """
+    url = url.removeprefix("async+")
     scheme, sep, rest = url.partition("://")
-    mapped = {
-        "redis": "async+redis",
-        "rediss": "async+rediss",
-        "unix": "async+redis+unix",
-        "redis+unix": "async+redis+unix",
-        "redis+cluster": "async+redis+cluster",
-        "rediss+cluster": "async+redis+cluster",
-    }
-    if not sep or scheme not in mapped:
+    if not sep or scheme not in ("redis", "rediss", "unix", "redis+unix", "redis+cluster", "rediss+cluster"):
         raise ValueError(f"not a Redis URL: {scheme}://")
-    return f"{mapped[scheme]}://{rest}", {"ssl": True} if scheme == "rediss+cluster" else {}
+    return f"unix://{rest}" if scheme == "redis+unix" else url
+
+
+def _load_script() -> str:
+    return resources.files("app.ops").joinpath("lua", "ratelimit.lua").read_text()
 
 
 class OwnerRateLimiter:
-    """One limit, counted per owner id, in a moving window shared through Redis."""
+    """One limit, counted per owner id, in a sliding window shared through Redis."""
 
-    def __init__(self, limit: str, storage_url: str, key_prefix: str, timeout: float) -> None:
-        self.item: RateLimitItem = parse(limit)
-        uri, options = storage_uri(storage_url)
-        options |= {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        storage_class = RedisClusterStorage if uri.startswith("async+redis+cluster") else RedisStorage
-        self._storage = storage_class(
-            uri, implementation="redispy", key_prefix=key_prefix, wrap_exceptions=True, **options
-        )
-        self._limiter = MovingWindowRateLimiter(self._storage)
+    def __init__(
+        self, rate: Rate, redis: RedisClient, key_prefix: str, timeout: float, *, owns_client: bool = False
+    ) -> None:
+        self.rate = rate
+        self._redis = redis
+        self._owns_client = owns_client
+        self._script = redis.register_script(_load_script())
+        window_us = rate.window_seconds * 1_000_000
+        self._args = [rate.amount, window_us, window_us // BUCKETS_PER_WINDOW]
+        # The window is part of the key: a new window width starts from fresh buckets.
+        self._key_prefix = f"{key_prefix}:"
+        self._key_suffix = f":{rate.window_seconds}s"
         self._timeout = timeout
         self._warned_at = -math.inf
         self._bypass_until = -math.inf
+
+    def key(self, owner_id: str) -> str:
+        """The owner's hash, under a hash tag of its own: on a Redis Cluster, owners spread over the slots."""
+        return f"{self._key_prefix}{{{owner_id}}}{self._key_suffix}"
 
     async def hit(self, owner_id: str) -> Decision | None:
         """Count one request of the owner; None when the storage does not answer (let it pass)."""
@@ -98,16 +155,15 @@ class OwnerRateLimiter:
             return None
         try:
             async with asyncio.timeout(self._timeout * 2):
-                allowed = await self._limiter.hit(self.item, owner_id)
-                stats = await self._limiter.get_window_stats(self.item, owner_id)
-        except (StorageError, *OUTAGE_ERRORS) as exc:
+                allowed, remaining, reset_us = await self._script(keys=[self.key(owner_id)], args=self._args)
+        except STORAGE_ERRORS as exc:
             self._unavailable(exc)
             return None
         return Decision(
-            allowed=allowed,
-            limit=self.item.amount,
-            remaining=max(0, stats.remaining),
-            reset_seconds=max(1, math.ceil(stats.reset_time - time.time())),
+            allowed=allowed == 1,
+            limit=self.rate.amount,
+            remaining=max(0, int(remaining)),
+            reset_after=int(reset_us) / 1_000_000,
         )
 
     def _unavailable(self, exc: BaseException) -> None:
@@ -116,14 +172,15 @@ class OwnerRateLimiter:
         self._bypass_until = now + BYPASS_SECONDS
         if now - self._warned_at >= WARN_EVERY_SECONDS:
             self._warned_at = now
-            cause = exc.storage_error if isinstance(exc, StorageError) else exc
-            logger.warning("rate limiter unavailable (%s); letting requests through", type(cause).__name__)
+            logger.warning("rate limiter unavailable (%s); letting requests through", type(exc).__name__)
 
     async def close(self) -> None:
-        client = self._storage.bridge.get_connection()
+        """Close the Redis client if the limiter opened it (not the app's own, shared one)."""
+        if not self._owns_client:
+            return
         try:
-            await asyncio.wait_for(client.aclose(), timeout=5)
-        except (TimeoutError, *OUTAGE_ERRORS) as exc:
+            await asyncio.wait_for(self._redis.aclose(), timeout=5)
+        except (TimeoutError, *STORAGE_ERRORS) as exc:
             logger.warning("the rate limiter's Redis client did not close cleanly (%s)", type(exc).__name__)
 
 
@@ -133,11 +190,16 @@ async def rate_limiter(app: Litestar) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     limiter = None
     if settings.rate_limit:
+        redis: RedisClient = app.state.redis  # the app's own (the `backends` lifespan opened it)
+        if settings.rate_limit_storage_url:
+            storage_url = storage_redis_url(settings.rate_limit_storage_url)
+            redis = open_redis(msgspec.structs.replace(settings, redis_url=storage_url))
         limiter = OwnerRateLimiter(
-            settings.rate_limit,
-            settings.rate_limit_storage_url or settings.redis_url,
+            Rate.parse(settings.rate_limit),
+            redis,
             key_prefix=f"{settings.redis_prefix}ratelimit",
             timeout=settings.redis_timeout,
+            owns_client=redis is not app.state.redis,
         )
     app.state.rate_limiter = limiter
     try:
@@ -176,7 +238,7 @@ async def enforce_rate_limit(connection: ASGIConnection[Any, Any, Any, Any], _: 
         return
     if not decision.allowed:
         raise RateLimited(
-            f"more than {limiter.item.amount} requests per {limiter.item.get_expiry()} s; "
+            f"more than {limiter.rate.amount} requests per {limiter.rate.window_seconds} s; "
             f"retry in {decision.reset_seconds} s",
             headers={"Retry-After": str(decision.reset_seconds), **decision.headers()},
         )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from app.auth.cache import Owner
-from app.auth.guards import Credentials, provide_claims, provide_credentials, provide_owner
+from app.auth.guards import Credentials, provide_claims, provide_credentials, provide_owner, services_of
 from app.errors import InvalidInput
 from app.http import (
     BODY_ROUTE,
@@ -21,7 +21,6 @@ from app.http import (
     problems,
     with_session_expiry,
 )
-from app.services import Services
 from app.sessions.schemas import (
     ActivatedSession,
     ActivateRequest,
@@ -50,13 +49,13 @@ class SessionController(Controller):
         self,
         agent_id: AgentIdPath,
         owner: NamedDependency[Owner],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         duration_hours: QueryHours = None,
         data: JSONBody[ActivateRequest | None] = None,
     ) -> ActivatedSession:
         body = data or ActivateRequest()
         hours = body.duration_hours if body.duration_hours is not None else duration_hours
-        return await services.sessions.activate(owner, agent_id, hours, body.metadata)
+        return await services_of(request).sessions.activate(owner, agent_id, hours, body.metadata)
 
     @get(
         ["/session/current", "/status"],
@@ -65,9 +64,9 @@ class SessionController(Controller):
         summary="The token's live session",
     )
     async def current(
-        self, claims: NamedDependency[SessionClaims], services: NamedDependency[Services]
+        self, claims: NamedDependency[SessionClaims], request: Request[Any, Any, Any]
     ) -> Response[CurrentSession]:
-        current = await services.sessions.current(claims)
+        current = await services_of(request).sessions.current(claims)
         return Response(current, headers={SESSION_EXPIRES_HEADER: current.expires_at})
 
     @post(
@@ -80,7 +79,7 @@ class SessionController(Controller):
     async def extend(
         self,
         claims: NamedDependency[SessionClaims],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         extend_hours: QueryHours = None,
         additional_hours: QueryHours = None,
         data: JSONBody[ExtendRequest | None] = None,
@@ -93,7 +92,7 @@ class SessionController(Controller):
             ("additional_hours", additional_hours),
         ):
             if value is not None:
-                extended, state = await services.sessions.extend(claims, value, field)
+                extended, state = await services_of(request).sessions.extend(claims, value, field)
                 return with_session_expiry(extended, state)
         raise InvalidInput.field("extend_hours", "required (or additional_hours)")
 
@@ -105,9 +104,9 @@ class SessionController(Controller):
         summary="End the agent's live session (token, or the owner's API key alone)",
     )
     async def deactivate(
-        self, agent_id: AgentIdPath, credentials: NamedDependency[Credentials], services: NamedDependency[Services]
+        self, agent_id: AgentIdPath, credentials: NamedDependency[Credentials], request: Request[Any, Any, Any]
     ) -> EndedSession:
-        return await services.sessions.deactivate(credentials.owner, agent_id, credentials.claims)
+        return await services_of(request).sessions.deactivate(credentials.owner, agent_id, credentials.claims)
 
     @get(
         "/agents/{agent_id:str}/sessions",
@@ -119,8 +118,8 @@ class SessionController(Controller):
         self,
         agent_id: AgentIdPath,
         owner: NamedDependency[Owner],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
     ) -> SessionHistory:
-        return await services.sessions.history(owner, agent_id, limit, cursor)
+        return await services_of(request).sessions.history(owner, agent_id, limit, cursor)

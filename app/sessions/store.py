@@ -1,14 +1,20 @@
 """Live sessions in Redis.
 
-Per agent, two keys under one hash tag `{owner:agent}`:
+Per agent, one key: the hash `sess:{owner:agent}` (the hash tag keeps an agent's session
+in one Redis Cluster slot) with the session's id, times and counters: `sid`, `c`
+(created), `e` (expires), `m` (latest allowed expiry), all ms since the epoch, and `s`,
+`r`, `x` (memories stored, retrieved, extensions).
 
-- `live:` holds the live session's id; its native TTL *is* the session's expiry, so a
-  session that Redis no longer has is not live, whatever its token says;
-- `sess:` holds the session's times and counters and outlives `live:` by a retention
-  window, so that an expired session's final counters can still be recorded.
+- The session is live while `e` is after the Redis server's clock: every script reads
+  `TIME` and decides, so a session is live or not for all instances alike, whatever its
+  token says;
+- the hash's native TTL is `e` plus a retention window, so that an expired session's
+  final counters can still be recorded (expiry sweeper, next activation) and are then
+  gone by themselves.
 
-Every read-check-write is one Lua script (EVALSHA, loaded once) over those two keys,
-so the rules hold with many app instances and on Redis Cluster.
+Every read-check-write is one Lua script (EVALSHA, loaded once) over that key, so the
+rules hold with many app instances and on Redis Cluster. One key rather than a live-id
+key beside the hash saves Redis's per-key overhead: the memory per live session.
 """
 
 from __future__ import annotations
@@ -79,16 +85,16 @@ class SessionStore:
         self._end = redis.register_script(_load("end.lua"))
         self._peek = redis.register_script(_load("peek.lua"))
 
-    def keys(self, owner_id: str, agent_id: str) -> list[str]:
-        tag = f"{{{owner_id}:{agent_id}}}"
-        return [f"{self._prefix}live:{tag}", f"{self._prefix}sess:{tag}"]
+    def key(self, owner_id: str, agent_id: str) -> str:
+        """The agent's session hash, under the hash tag `{owner:agent}`."""
+        return f"{self._prefix}sess:{{{owner_id}:{agent_id}}}"
 
     async def activate(
         self, owner_id: str, agent_id: str, session_id: str, *, created_ms: int, expires_ms: int, max_expires_ms: int
     ) -> Replaced | None:
         """Make `session_id` the agent's live session; return the session it replaced."""
         reply = await self._activate(
-            keys=self.keys(owner_id, agent_id),
+            keys=[self.key(owner_id, agent_id)],
             args=[session_id, created_ms, expires_ms, max_expires_ms, self._retain_ms],
         )
         return Replaced(reply[0], _state(reply[1:])) if reply else None
@@ -96,7 +102,7 @@ class SessionStore:
     async def touch(
         self, owner_id: str, agent_id: str, session_id: str, *, stored: int = 0, retrieved: int = 0
     ) -> LiveState | Miss:
-        reply = await self._touch(keys=self.keys(owner_id, agent_id), args=[session_id, stored, retrieved])
+        reply = await self._touch(keys=[self.key(owner_id, agent_id)], args=[session_id, stored, retrieved])
         if reply[0] != 1:
             return Miss(reply[0])
         return LiveState(session_id, *(int(v) for v in reply[1:]))
@@ -104,7 +110,7 @@ class SessionStore:
     async def extend(
         self, owner_id: str, agent_id: str, session_id: str, add_ms: int
     ) -> Extended | OverLifetime | Miss:
-        reply = await self._extend(keys=self.keys(owner_id, agent_id), args=[session_id, add_ms, self._retain_ms])
+        reply = await self._extend(keys=[self.key(owner_id, agent_id)], args=[session_id, add_ms, self._retain_ms])
         if reply[0] == -2:
             return OverLifetime(int(reply[1]), int(reply[2]))
         if reply[0] != 1:
@@ -113,11 +119,16 @@ class SessionStore:
         return Extended(previous, LiveState(session_id, created, new, stored, retrieved, extensions))
 
     async def end(self, owner_id: str, agent_id: str, session_id: str | None = None) -> LiveState | Miss:
-        reply = await self._end(keys=self.keys(owner_id, agent_id), args=[session_id or ""])
+        """End the live session (`session_id`, or whichever when None) and forget it.
+
+        Its final state is returned for the caller to record; a session that has already
+        run out is not live, so it stays kept for the expiry sweeper.
+        """
+        reply = await self._end(keys=[self.key(owner_id, agent_id)], args=[session_id or ""])
         if reply[0] != 1:
             return Miss(reply[0])
         return _state(reply[1:])
 
     async def peek(self, owner_id: str, agent_id: str) -> Snapshot:
-        reply = await self._peek(keys=self.keys(owner_id, agent_id))
+        reply = await self._peek(keys=[self.key(owner_id, agent_id)])
         return Snapshot(reply[0] or None, _state(reply[1:]) if len(reply) > 1 else None)

@@ -26,7 +26,7 @@ from redis.asyncio.cluster import RedisCluster
 from app.auth.cache import revocation_channel
 from app.main import create_app
 from app.redis_client import ClusterUrl, is_cluster_url, open_redis
-from app.sessions.store import SessionStore
+from app.sessions.store import LiveState, SessionStore
 from app.settings import Settings, SettingsError
 from tests.conftest import OwnerKey, settings_env, unique_agent
 from tests.helpers import (
@@ -197,13 +197,14 @@ async def test_keys_of_one_agent_share_one_slot(cluster_settings: Settings, owne
         await store.activate(
             owner.owner_id, agent, "sess_slot", created_ms=now, expires_ms=now + 60_000, max_expires_ms=now + 120_000
         )
-        live_key, state_key = store.keys(owner.owner_id, agent)
-        assert await redis.exists(live_key, state_key) == 2
-        assert await redis.cluster_keyslot(live_key) == await redis.cluster_keyslot(state_key)
-        # Every key the app wrote for the agent, wherever in the cluster, is in that slot.
-        found = [key async for key in redis.scan_iter(match=f"{cluster_settings.redis_prefix}*{agent}*")]
-        assert sorted(found) == sorted([live_key, state_key])
-        assert await store.end(owner.owner_id, agent) is not None
+        key = store.key(owner.owner_id, agent)
+        assert await redis.exists(key) == 1
+        assert await redis.cluster_keyslot(key) == await redis.cluster_keyslot(f"{{{owner.owner_id}:{agent}}}")
+        # The app wrote nothing else for the agent, anywhere in the cluster: one key, one slot.
+        found = [k async for k in redis.scan_iter(match=f"{cluster_settings.redis_prefix}*{agent}*")]
+        assert found == [key]
+        assert isinstance(await store.end(owner.owner_id, agent), LiveState)
+        assert await redis.exists(key) == 0
     finally:
         await redis.aclose()
 

@@ -73,11 +73,6 @@ async def test_the_rate_limiter_adds_at_most_one_redis_round_trip(settings: Sett
 
     assert current.postgres.statements == {}
     for measured in (current, remember):
+        # The session script and the limiter's one script (app/ops/lua/ratelimit.lua).
         assert set(measured.redis) == {"evalsha"}
-        if measured.redis["evalsha"] == 3 * REQUESTS:
-            pytest.xfail(
-                "with MEMANTO_RATE_LIMIT on, each request makes 3 EVALSHA round trips, not at most 2: the session "
-                "script, then limits' MovingWindowRateLimiter.hit() and .get_window_stats() as two scripts "
-                "(app/ops/ratelimit.py RateLimiter.hit)"
-            )
         assert measured.redis["evalsha"] <= 2 * REQUESTS

@@ -212,6 +212,27 @@ async def test_session_expires_by_redis_ttl(client: Any, owner: OwnerKey) -> Non
     )
 
 
+async def test_a_session_past_its_expiry_is_not_live_while_redis_keeps_its_counters(
+    client: Any, owner: OwnerKey
+) -> None:
+    agent = unique_agent()
+    session = await activate(client, owner.key, agent, duration_hours=1 / 3600)  # one second
+    headers = token_headers(session["session_token"])
+    remembered = await client.post(f"{API}/agents/{agent}/remember", params={"content": "a note"}, headers=headers)
+    assert remembered.status_code == 201, remembered.text
+    await asyncio.sleep(1.3)  # past the expiry, well within the retention window
+    shown = await client.get(f"{API}/agents/{agent}", headers=owner.headers)
+    assert shown.json()["active_session"] is None
+    assert_problem(await client.post(f"{API}/agents/{agent}/deactivate", headers=headers), 401, "session_expired")
+    assert_problem(
+        await client.post(f"{API}/agents/{agent}/deactivate", headers=owner.headers), 404, "no_active_session"
+    )
+    history = (await client.get(f"{API}/agents/{agent}/sessions", headers=owner.headers)).json()
+    assert [(s["end_reason"], s["memories_stored"]) for s in history["sessions"]] == [("expired", 1)]
+    again = await activate(client, owner.key, agent)
+    assert again["superseded_session_id"] is None
+
+
 async def test_counters_are_exact_under_concurrency(client: Any, owner: OwnerKey) -> None:
     agent = unique_agent()
     session = await activate(client, owner.key, agent)
