@@ -458,6 +458,7 @@ def _ratio(value: float, floor: float | None) -> str:
 def render(
     args: argparse.Namespace,
     results: dict[str, RouteResults],
+    paced: Paced | None,
     redis_results: dict[str, tuple[float, float | None]] | None,
     pg_result: tuple[float, float] | None,
     machine_info: dict[str, str],
@@ -526,8 +527,32 @@ def render(
         targets.append(("`remember` ≥ 0.35x `/health/live`", remember / floor, 0.35))
     for label, value, target in targets:
         lines.append(f"- {label}: {value:.2f}x — {'met' if value >= target else '**missed**'}")
+    if paced is not None:
+        spread = paced.result.median("p99_ms") / paced.result.median("p50_ms")
+        lines.append(
+            f"- `remember` p99 ≤ 5x p50 at half of saturation: {spread:.1f}x — {'met' if spread <= 5 else '**missed**'}"
+        )
     if not targets:
         lines.append("- not measured in this run")
+
+    if paced is not None:
+        result = paced.result
+        lines += [
+            "",
+            "### `remember` at half of saturation",
+            "",
+            f"Saturation (above): {paced.saturation:,.0f} requests/s. Paced run: {PACED_CONNECTIONS} connections, each "
+            f"waiting {paced.delay_ms:.1f} ms on average (uniformly 0 to twice that) before each request (wrk's "
+            f"`delay()`, `BENCH_DELAY_MS`, set from a 3 s trial run), aiming at "
+            f"{paced.saturation / 2:,.0f} requests/s; medians of {len(result.runs)} run(s) of {args.duration} s.",
+            "",
+            "| requests/s reached | share of saturation | p50 ms | p99 ms | p99 / p50 |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+            f"| {result.median('requests_per_second'):,.0f} "
+            f"| {result.median('requests_per_second') / paced.saturation:.2f} "
+            f"| {result.median('p50_ms'):.2f} | {result.median('p99_ms'):.2f} "
+            f"| {result.median('p99_ms') / result.median('p50_ms'):.1f}x |",
+        ]
 
     lines += ["", "## Backends on their own", ""]
     if redis_results:
@@ -567,6 +592,45 @@ def render(
         "",
     ]
     return "\n".join(lines)
+
+
+# --- paced ----------------------------------------------------------------------------------
+
+PACED_CONNECTIONS = 16
+
+
+@dataclass
+class Paced:
+    saturation: float
+    delay_ms: float
+    result: RouteResults
+
+
+def measure_paced(saturated: RouteResults, url: str, env: dict[str, str], args: argparse.Namespace) -> Paced:
+    """`remember` again at about half its saturated rate: latency where a service is meant to run.
+
+    wrk has no fixed-rate mode; each connection waits about `delay` before each request, so
+    the rate is connections / (delay + latency). A short first run measures that latency at
+    about this load, and the delay is set from it; the rate reached is reported, not assumed.
+    """
+    saturation = saturated.median("requests_per_second")
+    target = saturation / 2
+    paced_env = {**env, "BENCH_DELAY_MS": f"{PACED_CONNECTIONS * 1000 / target:.3f}"}
+    trial = run_wrk("remember", url, 3, PACED_CONNECTIONS, paced_env)
+    latency_ms = max(0.0, PACED_CONNECTIONS * 1000 / trial.requests_per_second - float(paced_env["BENCH_DELAY_MS"]))
+    delay_ms = max(0.0, PACED_CONNECTIONS * 1000 / target - latency_ms)
+    paced_env["BENCH_DELAY_MS"] = f"{delay_ms:.3f}"
+    result = RouteResults(saturated.route)
+    for number in range(args.runs):
+        outcome = run_wrk("remember", url, args.duration, PACED_CONNECTIONS, paced_env)
+        result.runs.append(outcome)
+        print(
+            f"paced {number + 1}/{args.runs} remember: {outcome.requests_per_second:,.0f} req/s "
+            f"({outcome.requests_per_second / saturation:.2f} of saturation), p50 {outcome.p50_ms:.2f} ms, "
+            f"p99 {outcome.p99_ms:.2f} ms",
+            flush=True,
+        )
+    return Paced(saturation, delay_ms, result)
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -615,6 +679,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"bench.run: unknown routes: {', '.join(sorted(unknown))}")
     routes = [r for r in ROUTES if r.script in chosen and (not args.quick or r.script in QUICK_ROUTES)]
     results = {route.script: RouteResults(route) for route in routes}
+    paced: Paced | None = None
 
     async def setup() -> str:
         url = await fresh_database(db_name)
@@ -652,6 +717,8 @@ def main(argv: list[str] | None = None) -> None:
                         f"errors {outcome.non_2xx + outcome.socket_errors}",
                         flush=True,
                     )
+            if "remember" in results and not args.quick:
+                paced = measure_paced(results["remember"], base, envs["remember"], args)
     finally:
         asyncio.run(drop_database(db_name))
         clear_redis(f"{redis_prefix}*")
@@ -662,7 +729,7 @@ def main(argv: list[str] | None = None) -> None:
     pg_result = run_pgbench(args.pgbench_duration) if backends else None
     machine_info = machine()
     machine_info["load average (1 min) before / after the run"] = f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}"
-    report = render(args, results, redis_results, pg_result, machine_info, versions(), started)
+    report = render(args, results, paced, redis_results, pg_result, machine_info, versions(), started)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
     print(f"wrote {args.output}")
