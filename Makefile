@@ -51,9 +51,12 @@ bench-memory: install
 	$(BIN)/python -m bench.recall_scale
 
 # Issue-6 throughput and latency (not part of `make test`): wrk against the hot routes, with the
-# /health/live floor, a Litestar server-side-session app, redis-benchmark and pgbench measured in
-# the same run; writes docs/benchmarks.md. Needs wrk, taskset, redis-benchmark and pgbench
-# (Debian: apt-get install wrk util-linux redis-tools postgresql-client). BENCH_ARGS="--duration 5 --runs 1".
+# /health/live floor, a Litestar server-side-session app, Redis memory per live session and
+# current/activate throughput with 100,000 live sessions against 10 (bench.redis_memory, on a
+# private redis-server; about 3 min more), redis-benchmark and pgbench measured in the same run;
+# writes docs/benchmarks.md. Needs wrk, taskset, redis-server, redis-benchmark and pgbench
+# (Debian: apt-get install wrk util-linux redis-server redis-tools postgresql-client).
+# BENCH_ARGS="--duration 5 --runs 1", "--sessions 20000" or "--skip-sessions".
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

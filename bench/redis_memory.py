@@ -16,6 +16,9 @@ compared. Uses `wrk` if installed, else an asyncio httpx loop.
 
 By default Redis is a private `redis-server` of this run's own (no other client's keys
 or commands in the figures); all keys it created are deleted at the end either way.
+
+`python -m bench.run` runs the same measurement (`measure`, returning a `LiveSessionsResult`)
+after its wrk runs and puts `markdown_lines(result)` in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ import contextlib
 import os
 import re
 import secrets
+import shlex
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -269,69 +274,304 @@ def redis_for_run(url: str | None) -> Iterator[str]:
             yield private
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--seconds", type=int, default=10, help="per throughput run")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2, help="runs with many sessions, each between runs with 10")
-    parser.add_argument("--redis-url", default=None, help="default: a private redis-server")
-    parser.add_argument("--no-wrk", action="store_true", help="use the asyncio httpx loop even if wrk is installed")
-    parser.add_argument("--skip-throughput", action="store_true")
-    args = parser.parse_args()
-    use_wrk = shutil.which("wrk") is not None and not args.no_wrk
+# --- the result -------------------------------------------------------------------------
 
-    with redis_for_run(args.redis_url) as redis_url:
-        before, after, fill_s, sample = await memory_per_session(redis_url, args.sessions)
-        per_session = (after - before) / args.sessions
-        print(f"Redis {redis_url}")
-        print(
-            f"memory: {args.sessions:,} live sessions created in {fill_s:.1f} s; used_memory {before:,} -> {after:,} B"
+DEFAULT_SESSIONS = 100_000
+DEFAULT_SECONDS = 10
+DEFAULT_ROUNDS = 2
+DEFAULT_CONNECTIONS = 16
+TARGET_RATIO = 0.9
+CONDITIONS = ("small", "big")  # 10 live sessions; `sessions` + 10
+MARKDOWN_ROUTES = {"current": "GET /api/v2/session/current", "activate": "POST /api/v2/agents/{agent}/activate"}
+
+
+@dataclass
+class LiveSessionsResult:
+    """What one measurement found: memory per live session and, unless skipped, throughput
+    with `sessions` + 10 live sessions against 10 (requests/s per run, in the order run)."""
+
+    sessions: int
+    redis_url: str
+    private_redis: bool  # a redis-server of the measurement's own (else `redis_url` as given)
+    redis_version: str
+    used_memory_before: int
+    used_memory_after: int
+    fill_seconds: float
+    memory_usage: dict[str, int]  # MEMORY USAGE of one live session's key, by key name
+    tool: str | None = None  # "wrk" or "httpx"; None when throughput was not measured
+    seconds: int = DEFAULT_SECONDS
+    connections: int = DEFAULT_CONNECTIONS
+    rounds: int = DEFAULT_ROUNDS
+    server_core: int | None = None  # cores given to the server (with Redis, when private) and to wrk
+    client_core: int | None = None
+    runs: dict[str, list[dict[str, float]]] = field(default_factory=lambda: {c: [] for c in CONDITIONS})
+
+    @property
+    def bytes_per_session(self) -> float:
+        return (self.used_memory_after - self.used_memory_before) / self.sessions
+
+    @property
+    def memory_met(self) -> bool:
+        return self.bytes_per_session <= TARGET_BYTES
+
+    @property
+    def measured_throughput(self) -> bool:
+        return self.tool is not None and all(self.runs.get(c) for c in CONDITIONS)
+
+    def values(self, condition: str, route: str) -> list[float]:
+        return [run[route] for run in self.runs[condition]]
+
+    @property
+    def medians(self) -> dict[tuple[str, str], float]:
+        """(condition, route) → median requests/s."""
+        return {(c, r): statistics.median(self.values(c, r)) for c in CONDITIONS for r in ROUTES if self.runs[c]}
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        """route → median with `sessions` + 10 live sessions / median with 10."""
+        medians = self.medians
+        return {route: medians["big", route] / medians["small", route] for route in ROUTES}
+
+    def ratio_met(self, route: str) -> bool:
+        return self.ratios[route] >= TARGET_RATIO
+
+    def condition_label(self, condition: str) -> str:
+        return "10" if condition == "small" else f"{self.sessions:,} + 10"
+
+    def command(self) -> list[str]:
+        """The command line that repeats this measurement on its own."""
+        command = ["python", "-m", "bench.redis_memory", "--sessions", str(self.sessions)]
+        if not self.private_redis:
+            command += ["--redis-url", self.redis_url]
+        if self.tool is None:
+            return [*command, "--skip-throughput"]
+        command += ["--seconds", str(self.seconds), "--rounds", str(self.rounds)]
+        command += ["--connections", str(self.connections)]
+        return [*command, "--no-wrk"] if self.tool == "httpx" else command
+
+
+# --- measuring --------------------------------------------------------------------------
+
+
+def memory_lines(result: LiveSessionsResult) -> list[str]:
+    verdict = "meets" if result.memory_met else "misses"
+    return [
+        f"Redis {result.redis_url}",
+        f"memory: {result.sessions:,} live sessions created in {result.fill_seconds:.1f} s; "
+        f"used_memory {result.used_memory_before:,} -> {result.used_memory_after:,} B",
+        f"  {result.bytes_per_session:.0f} bytes per live session ({verdict} the target of <= {TARGET_BYTES})",
+        *(f"  MEMORY USAGE {name}: {usage} B" for name, usage in result.memory_usage.items()),
+    ]
+
+
+def throughput_header(result: LiveSessionsResult) -> str:
+    return f"throughput ({result.tool}, {result.connections} connections, {result.seconds} s per run, req/s):"
+
+
+def throughput_lines(result: LiveSessionsResult) -> list[str]:
+    lines = [f"  {'live sessions':<16} {'route':<22} {'runs (in order)':<36} {'median':>8}"]
+    medians = result.medians
+    for condition in CONDITIONS:
+        name = result.condition_label(condition)
+        for route in ROUTES:
+            shown = " ".join(f"{v:.0f}" for v in result.values(condition, route))
+            lines.append(f"  {name:<16} {ROUTES[route]:<22} {shown:<36} {medians[condition, route]:>8.0f}")
+    for route, ratio in result.ratios.items():
+        verdict = "meets" if result.ratio_met(route) else "misses"
+        lines.append(f"  {ROUTES[route]}: {result.sessions:,} / 10 = {ratio:.2f} ({verdict} the target of >= 0.90)")
+    return lines
+
+
+def text_lines(result: LiveSessionsResult) -> list[str]:
+    """What the command line prints."""
+    if not result.measured_throughput:
+        return memory_lines(result)
+    return [*memory_lines(result), throughput_header(result), *throughput_lines(result)]
+
+
+async def measure(
+    sessions: int = DEFAULT_SESSIONS,
+    *,
+    seconds: int = DEFAULT_SECONDS,
+    rounds: int = DEFAULT_ROUNDS,
+    connections: int = DEFAULT_CONNECTIONS,
+    redis_url: str | None = None,
+    use_wrk: bool | None = None,
+    skip_throughput: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> LiveSessionsResult:
+    """Memory per live session and (unless `skip_throughput`) throughput with `sessions` + 10
+    live sessions against 10. Redis is a private `redis-server` unless `redis_url` is given;
+    `use_wrk` defaults to whether wrk is installed. `echo` gets the lines of `text_lines` as
+    they become known (the memory figures first, then the throughput table at the end)."""
+    say = echo or (lambda _line: None)
+    if use_wrk is None:
+        use_wrk = shutil.which("wrk") is not None
+    pinned = shutil.which("taskset") is not None
+
+    with redis_for_run(redis_url) as url:
+        before, after, fill_s, sample = await memory_per_session(url, sessions)
+        info = Redis.from_url(url, decode_responses=True)
+        try:
+            version = str((await info.info("server")).get("redis_version", "?"))
+        finally:
+            await info.aclose()
+        result = LiveSessionsResult(
+            sessions=sessions,
+            redis_url=url,
+            private_redis=redis_url is None,
+            redis_version=version,
+            used_memory_before=before,
+            used_memory_after=after,
+            fill_seconds=fill_s,
+            memory_usage=sample,
         )
-        verdict = "meets" if per_session <= TARGET_BYTES else "misses"
-        print(f"  {per_session:.0f} bytes per live session ({verdict} the target of <= {TARGET_BYTES})")
-        for name, usage in sample.items():
-            print(f"  MEMORY USAGE {name}: {usage} B")
-        if args.skip_throughput:
-            return
+        for line in memory_lines(result):
+            say(line)
+        if skip_throughput:
+            return result
 
-        url = await fresh_database(DB_NAME)
-        redis = Redis.from_url(redis_url, decode_responses=True)
+        result.tool = "wrk" if use_wrk else "httpx"
+        result.seconds, result.connections, result.rounds = seconds, connections, rounds
+        result.server_core = 0 if pinned else None
+        result.client_core = 1 if use_wrk and pinned and (os.cpu_count() or 1) > 1 else None
+        db_url = await fresh_database(DB_NAME)
+        redis = Redis.from_url(url, decode_responses=True)
         prefix = bench_prefix()
         try:
-            conn = await asyncpg.connect(url)
+            conn = await asyncpg.connect(db_url)
             try:
                 _, key = await create_key(conn)
             finally:
                 await conn.close()
-            with server(url, extra_env={"MEMANTO_REDIS_URL": redis_url}) as base:
+            with server(db_url, extra_env={"MEMANTO_REDIS_URL": url}) as base:
                 pin_server(0)
-                tool = "wrk" if use_wrk else "httpx"
-                print(f"throughput ({tool}, {args.connections} connections, {args.seconds} s per run, req/s):")
-                runs: dict[str, list[dict[str, float]]] = {"small": [], "big": []}
+                say(throughput_header(result))
                 store = SessionStore(redis, prefix, retain_ms=600_000)
-                runs["small"].append(await throughput(base, key, args.seconds, args.connections, use_wrk))
-                for _ in range(args.rounds):  # alternate, so that drift shows and evens out
-                    await fill(store, args.sessions)
-                    runs["big"].append(await throughput(base, key, args.seconds, args.connections, use_wrk))
+                runs = result.runs
+                runs["small"].append(await throughput(base, key, seconds, connections, use_wrk))
+                for _ in range(rounds):  # alternate, so that drift shows and evens out
+                    await fill(store, sessions)
+                    runs["big"].append(await throughput(base, key, seconds, connections, use_wrk))
                     await delete_prefix(redis, prefix)
-                    runs["small"].append(await throughput(base, key, args.seconds, args.connections, use_wrk))
-            print(f"  {'live sessions':<16} {'route':<22} {'runs (in order)':<36} {'median':>8}")
-            medians: dict[tuple[str, str], float] = {}
-            for label, name in (("small", "10"), ("big", f"{args.sessions:,} + 10")):
-                for route in ("current", "activate"):
-                    values = [run[route] for run in runs[label]]
-                    medians[label, route] = statistics.median(values)
-                    shown = " ".join(f"{v:.0f}" for v in values)
-                    print(f"  {name:<16} {ROUTES[route]:<22} {shown:<36} {medians[label, route]:>8.0f}")
-            for route in ("current", "activate"):
-                ratio = medians["big", route] / medians["small", route]
-                verdict = "meets" if ratio >= 0.9 else "misses"
-                print(f"  {ROUTES[route]}: {args.sessions:,} / 10 = {ratio:.2f} ({verdict} the target of >= 0.90)")
+                    runs["small"].append(await throughput(base, key, seconds, connections, use_wrk))
+            for line in throughput_lines(result):
+                say(line)
         finally:
             await delete_prefix(redis, prefix)
             await redis.aclose()
             await drop_database(DB_NAME)
+    return result
+
+
+# --- the report's section ---------------------------------------------------------------
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def markdown_lines(result: LiveSessionsResult) -> list[str]:
+    """The "Live sessions in Redis" section of docs/benchmarks.md (ends with an empty line)."""
+    if result.private_redis:
+        where = (
+            f"a private `redis-server` {result.redis_version} started for it (no persistence; no other "
+            "client's keys or commands in the figures)"
+        )
+    else:
+        where = f"Redis {result.redis_version} at `{result.redis_url}`"
+    lines = [
+        "## Live sessions in Redis",
+        "",
+        f"Measured with `bench/redis_memory.py` against {where}. {result.sessions:,} live sessions are created "
+        "directly through the session store's activate script (1 h TTL, 100 agents to an owner, owner ids UUIDs, "
+        "agent ids as agents are named, a key prefix as long as the default `memanto:`), and `INFO memory` "
+        "`used_memory` is read before and after; every key created is deleted at the end.",
+        "",
+        f"- Redis memory per live session: **{result.bytes_per_session:,.0f} B** (`used_memory` "
+        f"{result.used_memory_before:,} → {result.used_memory_after:,} B for {result.sessions:,} sessions, "
+        f"created in {result.fill_seconds:.1f} s) — target ≤ {TARGET_BYTES} B: {_met(result.memory_met)}",
+        *(
+            f"- `MEMORY USAGE` of one live session's key (its only key, the `sess:` hash, TTL included): "
+            f"{usage:,} B (`{name}`)"
+            for name, usage in result.memory_usage.items()
+        ),
+        "",
+    ]
+    if not result.measured_throughput:
+        return [*lines, "Throughput with many live sessions: not measured in this run.", ""]
+    pinning = (
+        f"the server (one worker{', and the private redis-server' if result.private_redis else ''}) pinned to "
+        f"core {result.server_core} with `taskset`"
+        if result.server_core is not None
+        else "nothing pinned (no `taskset`)"
+    )
+    client = f"`{result.tool}` pinned to core {result.client_core}" if result.client_core is not None else result.tool
+    small, big = (result.condition_label(c) for c in CONDITIONS)
+    lines += [
+        f"Throughput with {big} live sessions against 10: {result.tool}, {result.connections} connections, "
+        f"{result.seconds} s per run after a 2 s warm-up, over 10 agents activated afresh before each route; "
+        f"{pinning}, {client}. The runs alternate, {result.rounds} run(s) with {big} each between runs with "
+        f"{small} ({small} first and last), so that drift shows and evens out; the ratio compares the medians.",
+        "",
+        f"| route | req/s with {small} live sessions (runs in order) | median | req/s with {big} (runs in order) "
+        f"| median | ratio {big} / {small} | target ≥ {TARGET_RATIO:.2f} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    medians = result.medians
+    for route, ratio in result.ratios.items():
+        cells = []
+        for condition in CONDITIONS:
+            cells.append(", ".join(f"{v:,.0f}" for v in result.values(condition, route)))
+            cells.append(f"{medians[condition, route]:,.0f}")
+        lines.append(
+            f"| `{MARKDOWN_ROUTES[route]}` | {' | '.join(cells)} | {ratio:.2f} | {_met(result.ratio_met(route))} |"
+        )
+    return [*lines, "", "Repeat it on its own with:", "", "```sh", shlex.join(result.command()), "```", ""]
+
+
+def target_lines(result: LiveSessionsResult) -> list[str]:
+    """Lines for the report's "Against the targets of issue 6" list."""
+    lines = [
+        f"- Redis memory per live session ≤ {TARGET_BYTES} B ({result.sessions:,} live sessions): "
+        f"{result.bytes_per_session:,.0f} B — {_met(result.memory_met)}"
+    ]
+    if result.measured_throughput:
+        ratios = result.ratios
+        shown = ", ".join(f"`{ROUTES[route]}` {ratio:.2f}x" for route, ratio in ratios.items())
+        met = all(result.ratio_met(route) for route in ratios)
+        lines.append(
+            f"- `GET /session/current` and `activate` with {result.sessions:,} + 10 live sessions "
+            f"≥ {TARGET_RATIO:.2f}x with 10: {shown} — {_met(met)}"
+        )
+    return lines
+
+
+# --- command line -----------------------------------------------------------------------
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=DEFAULT_SESSIONS)
+    parser.add_argument("--seconds", type=int, default=DEFAULT_SECONDS, help="per throughput run")
+    parser.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS)
+    parser.add_argument(
+        "--rounds", type=int, default=DEFAULT_ROUNDS, help="runs with many sessions, each between runs with 10"
+    )
+    parser.add_argument("--redis-url", default=None, help="default: a private redis-server")
+    parser.add_argument("--no-wrk", action="store_true", help="use the asyncio httpx loop even if wrk is installed")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    await measure(
+        args.sessions,
+        seconds=args.seconds,
+        rounds=args.rounds,
+        connections=args.connections,
+        redis_url=args.redis_url,
+        use_wrk=shutil.which("wrk") is not None and not args.no_wrk,
+        skip_throughput=args.skip_throughput,
+        echo=print,
+    )
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """Throughput and latency of the hot routes with wrk, with baselines measured in the same run.
 
     python -m bench.run [--duration 10] [--connections 32] [--runs 3] [--quick] [--output docs/benchmarks.md]
+                        [--sessions 100000] [--skip-sessions] [--skip-backends] [--routes a,b]
 
 Starts `memanto-server serve` (one worker) on a database of its own and the Litestar
 server-side-session app of `bench/baseline_app.py`, each pinned to core 0 (`taskset`), and
 drives them with `wrk` pinned to core 1, loopback only, one route at a time for a fixed
 duration. Every run measures every route, so the floor (`GET /health/live` of the same server)
 and the Litestar baseline share the run's conditions; the report gives the median over the
-runs. Then `redis-benchmark` and a `pgbench` insert script give the backends' own limits.
-Writes a Markdown report (machine, versions, commands, table) to `--output`.
+runs. Then `bench/redis_memory.py` measures Redis memory per live session with `--sessions`
+live sessions, and `current` / `activate` throughput with that many against 10 (its own server
+and private `redis-server`, `--duration` seconds per run, `--runs` rounds), and
+`redis-benchmark` and a `pgbench` insert script give the backends' own limits.
+Writes a Markdown report (machine, versions, commands, tables) to `--output`.
 
 `--quick` (the smoke test): 2 s per route, one run, only health/live, session/current and
-remember, no Litestar or backend baselines.
+remember, no live-sessions measurement, no Litestar or backend baselines.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bench import redis_memory
 from bench.common import (
     PG_SERVER_URL,
     REDIS_URL,
@@ -464,6 +469,7 @@ def render(
     machine_info: dict[str, str],
     version_info: dict[str, str],
     started: datetime,
+    sessions: redis_memory.LiveSessionsResult | None = None,
 ) -> str:
     floor = results["health_live"].median("requests_per_second") if "health_live" in results else None
     litestar = results["baseline_session"].median("requests_per_second") if "baseline_session" in results else None
@@ -525,15 +531,17 @@ def render(
     if floor and "remember" in results:
         remember = results["remember"].median("requests_per_second")
         targets.append(("`remember` ≥ 0.35x `/health/live`", remember / floor, 0.35))
-    for label, value, target in targets:
-        lines.append(f"- {label}: {value:.2f}x — {'met' if value >= target else '**missed**'}")
+    target_lines = [
+        f"- {label}: {value:.2f}x — {'met' if value >= target else '**missed**'}" for label, value, target in targets
+    ]
     if paced is not None:
         spread = paced.result.median("p99_ms") / paced.result.median("p50_ms")
-        lines.append(
+        target_lines.append(
             f"- `remember` p99 ≤ 5x p50 at half of saturation: {spread:.1f}x — {'met' if spread <= 5 else '**missed**'}"
         )
-    if not targets:
-        lines.append("- not measured in this run")
+    if sessions is not None:
+        target_lines += redis_memory.target_lines(sessions)
+    lines += target_lines or ["- not measured in this run"]
 
     if paced is not None:
         result = paced.result
@@ -554,7 +562,11 @@ def render(
             f"| {result.median('p99_ms') / result.median('p50_ms'):.1f}x |",
         ]
 
-    lines += ["", "## Backends on their own", ""]
+    lines.append("")
+    if sessions is not None:
+        lines += redis_memory.markdown_lines(sessions)
+
+    lines += ["## Backends on their own", ""]
     if redis_results:
         lines += ["| redis-benchmark | requests/s | p50 ms |", "| --- | ---: | ---: |"]
         for name, (rps, p50) in redis_results.items():
@@ -571,7 +583,7 @@ def render(
             lines.append(f"- `remember` over HTTP reaches {remember / tps:.2f}x of the bare INSERT's rate.")
         lines.append("")
     if not redis_results and not pg_result:
-        lines += ["Not measured in this run (`--quick`).", ""]
+        lines += ["Not measured in this run (`--quick` or `--skip-backends`).", ""]
 
     lines += ["## Commands", "", "```sh", args.command_line]
     for script in results:
@@ -581,6 +593,8 @@ def render(
         lines.append(shlex.join(redis_benchmark_command()))
     if pg_result:
         lines.append(shlex.join(pgbench_command(args.pgbench_duration)))
+    if sessions is not None:
+        lines.append(shlex.join(sessions.command()))
     lines += [
         "```",
         "",
@@ -653,16 +667,30 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated scripts to measure (default all): " + ",".join(r.script for r in ROUTES),
     )
     parser.add_argument("--skip-backends", action="store_true", help="no redis-benchmark / pgbench baselines")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=redis_memory.DEFAULT_SESSIONS,
+        help="live sessions for the Redis memory and many-sessions throughput measurement (default 100000)",
+    )
+    parser.add_argument(
+        "--skip-sessions", action="store_true", help="no live-sessions measurement (bench.redis_memory)"
+    )
     args = parser.parse_args(argv)
     args.command_line = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     args.command_line = args.command_line.strip()
     if args.quick:
         args.duration, args.runs = 2, 1
+    measure_sessions = not (args.quick or args.skip_sessions)
     missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
     if not args.quick:
         missing += [tool for tool in ("redis-benchmark", "pgbench") if shutil.which(tool) is None]
+    if measure_sessions and shutil.which("redis-server") is None:
+        missing.append("redis-server")
     if missing:
         sys.exit(f"bench.run: missing tools: {', '.join(missing)}")
+    if measure_sessions and args.sessions < 1:
+        sys.exit("bench.run: --sessions must be at least 1 (or --skip-sessions)")
 
     # SIGTERM (and SIGINT, which a background job ignores) end the run through the `finally`
     # clauses below: servers stopped, database dropped, Redis keys removed.
@@ -724,12 +752,29 @@ def main(argv: list[str] | None = None) -> None:
         clear_redis(f"{redis_prefix}*")
         clear_redis(f"{baseline_namespace}*")
 
+    sessions = None
+    if measure_sessions:  # after the wrk runs, on a server and a redis-server of its own (both stopped after)
+        print(
+            f"live sessions in Redis (bench.redis_memory): {args.sessions:,} sessions, {args.duration} s per run, "
+            f"{args.runs} round(s)",
+            flush=True,
+        )
+        sessions = asyncio.run(
+            redis_memory.measure(
+                args.sessions,
+                seconds=args.duration,
+                rounds=args.runs,
+                use_wrk=True,
+                echo=lambda line: print(line, flush=True),
+            )
+        )
+
     backends = not (args.quick or args.skip_backends)
     redis_results = run_redis_benchmark() if backends else None
     pg_result = run_pgbench(args.pgbench_duration) if backends else None
     machine_info = machine()
     machine_info["load average (1 min) before / after the run"] = f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}"
-    report = render(args, results, paced, redis_results, pg_result, machine_info, versions(), started)
+    report = render(args, results, paced, redis_results, pg_result, machine_info, versions(), started, sessions)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
     print(f"wrote {args.output}")
