@@ -6,6 +6,12 @@ Builds a database of its own (`memanto_bench_recall`), loads both agents' memori
 COPY (indexes built after the load), starts one server worker, and sends the same
 query mix to both agents, one request at a time. Prints the median and p95 of each and
 their ratio. The data set and query mix are deterministic (seeded).
+
+The mix (`query_mix`): 45% one content word, 35% two, 10% three, 10% one word with a
+letter dropped; words are drawn as often as they occur in the text (Zipf), so frequent
+words are asked for often: at 1,000,000 memories half the queries match more than ~850
+memories and a tenth more than ~9,000. Several words that no memory holds together fall
+back to the `any` way (`a or b`, the union of their matches), a misspelled word to `fuzzy`.
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ LOAD_INDEXES = {
     "memories_tags": "CREATE INDEX memories_tags ON memories USING gin (tags)",
     "memories_agent_created": (
         "CREATE INDEX memories_agent_created ON memories (owner_id, agent_id, created_at DESC, memory_id DESC)"
+    ),
+    "memories_search_strong": (
+        "CREATE INDEX memories_search_strong ON memories USING gin (tsvector_strong_lexemes(search))"
     ),
 }
 
