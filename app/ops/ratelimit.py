@@ -56,6 +56,7 @@ from app.auth.guards import SESSION_TOKEN_HEADER, api_key_of, verified_claims
 from app.errors import OUTAGE_ERRORS, MemantoError, RateLimited
 from app.ops.metrics import DEPENDENCY_ERRORS
 from app.redis_client import RedisClient, open_redis
+from app.redis_scripts import BatchedScript
 from app.settings import Settings
 
 logger = logging.getLogger("memanto.ratelimit")
@@ -135,7 +136,7 @@ class OwnerRateLimiter:
         self.rate = rate
         self._redis = redis
         self._owns_client = owns_client
-        self._script = redis.register_script(_load_script())
+        self._script = BatchedScript(redis, _load_script())
         window_us = rate.window_seconds * 1_000_000
         self._args = [rate.amount, window_us, window_us // BUCKETS_PER_WINDOW]
         # The window is part of the key: a new window width starts from fresh buckets.

@@ -13,8 +13,9 @@ in one Redis Cluster slot) with the session's id, times and counters: `sid`, `c`
   gone by themselves.
 
 Every read-check-write is one Lua script (EVALSHA, loaded once) over that key, so the
-rules hold with many app instances and on Redis Cluster. One key rather than a live-id
-key beside the hash saves Redis's per-key overhead: the memory per live session.
+rules hold with many app instances and on Redis Cluster; app/redis_scripts.py sends the
+calls of concurrent requests in one pipeline. One key rather than a live-id key beside
+the hash saves Redis's per-key overhead: the memory per live session.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from importlib import resources
 import msgspec
 
 from app.redis_client import RedisClient
+from app.redis_scripts import BatchedScript
 
 
 def _load(name: str) -> str:
@@ -79,11 +81,11 @@ class SessionStore:
     def __init__(self, redis: RedisClient, prefix: str, retain_ms: int) -> None:
         self._prefix = prefix
         self._retain_ms = retain_ms
-        self._activate = redis.register_script(_load("activate.lua"))
-        self._touch = redis.register_script(_load("touch.lua"))
-        self._extend = redis.register_script(_load("extend.lua"))
-        self._end = redis.register_script(_load("end.lua"))
-        self._peek = redis.register_script(_load("peek.lua"))
+        self._activate = BatchedScript(redis, _load("activate.lua"))
+        self._touch = BatchedScript(redis, _load("touch.lua"))
+        self._extend = BatchedScript(redis, _load("extend.lua"))
+        self._end = BatchedScript(redis, _load("end.lua"))
+        self._peek = BatchedScript(redis, _load("peek.lua"))
 
     def key(self, owner_id: str, agent_id: str) -> str:
         """The agent's session hash, under the hash tag `{owner:agent}`."""
