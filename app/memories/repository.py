@@ -371,10 +371,12 @@ class MemoryRepository:
         min_score: float | None,
         after: Position | None,
         limit: int,
+        tiered: bool = True,
     ) -> list[MemoryRow]:
-        """The best `limit` matches after `after`, in SEARCH_TEXT's order."""
+        """The best `limit` matches after `after`, in SEARCH_TEXT's order; `tiered=False`
+        finds them the plain way, ranking every match (the reference of the tests)."""
         args = _search_args(owner_id, agent_id, text, filters, min_score, after, limit)
-        pairs = word_pairs(text)
+        pairs = word_pairs(text) if tiered else ""
         if pairs == "":
             return [_row(r) for r in await self._db.fetch(SEARCH_TEXT, *args)]
         records = await self._db.fetch(SEARCH_RANKED_TIERS, *args, pairs)
@@ -389,23 +391,6 @@ class MemoryRepository:
         high.sort(key=lambda r: (r.score, r.created_at, r.memory_id), reverse=True)
         newest = sorted((row for row, _ in low), key=lambda r: (r.created_at, r.memory_id), reverse=True)
         return (high + newest)[:limit]
-
-    async def search_ranking_every_match(
-        self,
-        owner_id: str,
-        agent_id: str,
-        text: str,
-        *,
-        filters: MemoryFilters,
-        min_score: float | None,
-        after: Position | None,
-        limit: int,
-    ) -> list[MemoryRow]:
-        """What `search` returns, found the plain way: ranking every match (SEARCH_TEXT)."""
-        rows = await self._db.fetch(
-            SEARCH_TEXT, *_search_args(owner_id, agent_id, text, filters, min_score, after, limit)
-        )
-        return [_row(r) for r in rows]
 
     async def similar_words(self, owner_id: str, agent_id: str, words: list[str]) -> list[str]:
         """The agent's own words closest to each of `words` (misspelled or partial)."""

@@ -2,12 +2,13 @@
 
 `MemoryRepository.search` answers a query of plain words joined by `or` from the matches
 that can rank above the lowest rank plus the newest matches of the lowest rank; every other
-query, and the reference here, ranks every match (`search_ranking_every_match`). Both must
+query, and the reference here (`search(..., tiered=False)`), ranks every match. Both must
 give the same memories in the same order, page after page, whatever the filters.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import uuid
@@ -146,7 +147,9 @@ async def test_tiered_recall_pages_are_those_of_ranking_every_match(
             for limit in (1, 7, 25):
                 query = {"text": text, "filters": filters, "min_score": min_score, "limit": limit}
                 tiered = await every_page(repository, repository.search, owner, agent_id, **dict(query))
-                plain = await every_page(repository, repository.search_ranking_every_match, owner, agent_id, **query)
+                plain = await every_page(
+                    repository, functools.partial(repository.search, tiered=False), owner, agent_id, **query
+                )
                 assert ids(tiered) == ids(plain), (text, filters, min_score, limit)
                 assert [r.score for p in tiered for r in p] == [r.score for p in plain for r in p]
                 seen = [i for page in ids(tiered) for i in page]
