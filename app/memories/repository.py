@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import msgspec
 
+from app.coalesce import Coalescer, outcome_of
 from app.db import Database
+from app.errors import POSTGRES_OUTAGE
 from app.memories.schemas import MemoryFilters, MemoryPatch, RememberRequest
 
 logger = logging.getLogger("memanto.memories")
+
+MAX_INSERT_GROUP = 100  # rows in one INSERT_GROUP, as in batch-remember
 
 
 class MemoryRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,6 +83,24 @@ FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::real
      AS b(memory_id, type, title, content, tags, confidence, source, metadata, idempotency_key)
 ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING memory_id
+"""
+
+# The `remember` calls of concurrent requests (one event-loop turn; app/coalesce.py) in one
+# statement, one commit: rows of any owners, agents and sessions. As in INSERT_MEMORY, the
+# partial unique index is the guard for idempotency keys, between these rows as well (of
+# two with one key, the second inserts nothing), and RETURNING names what was inserted.
+INSERT_GROUP = """
+INSERT INTO memories (memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source,
+                      metadata, idempotency_key)
+SELECT g.memory_id, g.owner_id, g.agent_id, g.session_id, g.type, g.title, g.content,
+       ARRAY(SELECT jsonb_array_elements_text(g.tags::jsonb)), g.confidence, g.source, g.metadata::jsonb,
+       g.idempotency_key
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::real[], $10::text[], $11::text[], $12::text[])
+     AS g(memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source, metadata,
+          idempotency_key)
+ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING memory_id, created_at
 """
 
 FIND_BY_IDEMPOTENCY_KEYS = """
@@ -302,19 +325,76 @@ def _search_args(
     )
 
 
+class NewMemory(msgspec.Struct, frozen=True):
+    """One `remember` on its way to Postgres."""
+
+    owner_id: UUID
+    agent_id: str
+    session_id: str
+    memory: RememberRequest
+    idempotency_key: str | None
+
+
+def _json_text(value: Any) -> str | None:
+    # Lists of lists would be read as a two-dimensional array: tags and metadata travel as JSON text.
+    return None if value is None else msgspec.json.encode(value).decode()
+
+
 class MemoryRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._remembers: Coalescer[NewMemory, Stored] = Coalescer(self._insert_group, max_batch=MAX_INSERT_GROUP)
 
     async def insert(
         self, owner_id: str, agent_id: str, session_id: str, memory: RememberRequest, idempotency_key: str | None
     ) -> Stored:
-        owner = UUID(owner_id)
+        """Store one memory (committed on return), or find the one its idempotency key stored first.
+
+        The inserts of concurrent requests go to Postgres together, as one statement
+        (INSERT_GROUP): one round trip and one commit for all of them.
+        """
+        return await self._remembers.submit(NewMemory(UUID(owner_id), agent_id, session_id, memory, idempotency_key))
+
+    async def _insert_group(self, group: list[NewMemory]) -> list[Stored | Exception]:
+        if len(group) == 1:
+            return [await outcome_of(self._insert_one(group[0]))]
+        memory_ids = [uuid4() for _ in group]
+        try:
+            inserted = await self._db.fetch(
+                INSERT_GROUP,
+                memory_ids,
+                [new.owner_id for new in group],
+                [new.agent_id for new in group],
+                [new.session_id for new in group],
+                [new.memory.type for new in group],
+                [new.memory.title for new in group],
+                [new.memory.content for new in group],
+                [_json_text(new.memory.tags) for new in group],
+                [new.memory.confidence for new in group],
+                [new.memory.source for new in group],
+                [_json_text(new.memory.metadata) for new in group],
+                [new.idempotency_key for new in group],
+            )
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, POSTGRES_OUTAGE):
+                raise
+            # One row's fault (its agent deleted meanwhile, say) fails the statement: each on its own.
+            return list(await asyncio.gather(*(outcome_of(self._insert_one(new)) for new in group)))
+        created = {record["memory_id"]: record["created_at"] for record in inserted}
+        return [
+            Stored(str(memory_id), new.session_id, new.memory.type, created[memory_id], replayed=False)
+            if memory_id in created
+            else await outcome_of(self._first_stored(new))
+            for new, memory_id in zip(group, memory_ids, strict=True)
+        ]
+
+    async def _insert_one(self, new: NewMemory) -> Stored:
+        memory = new.memory
         record = await self._db.fetchrow(
             INSERT_MEMORY,
-            owner,
-            agent_id,
-            session_id,
+            new.owner_id,
+            new.agent_id,
+            new.session_id,
             memory.type,
             memory.title,
             memory.content,
@@ -322,11 +402,15 @@ class MemoryRepository:
             memory.confidence,
             memory.source,
             memory.metadata,
-            idempotency_key,
+            new.idempotency_key,
         )
-        if record is not None:
-            return Stored(str(record["memory_id"]), session_id, memory.type, record["created_at"], replayed=False)
-        first = await self._db.fetchrow(FIND_BY_IDEMPOTENCY_KEY, owner, agent_id, idempotency_key)
+        if record is None:
+            return await self._first_stored(new)
+        return Stored(str(record["memory_id"]), new.session_id, memory.type, record["created_at"], replayed=False)
+
+    async def _first_stored(self, new: NewMemory) -> Stored:
+        """The memory that an earlier request with the same idempotency key stored."""
+        first = await self._db.fetchrow(FIND_BY_IDEMPOTENCY_KEY, new.owner_id, new.agent_id, new.idempotency_key)
         assert first is not None, "a conflicting idempotent insert must be visible once committed"
         return Stored(str(first["memory_id"]), first["session_id"], first["type"], first["created_at"], replayed=True)
 
@@ -343,11 +427,10 @@ class MemoryRepository:
             [m.type for m in memories],
             [m.title for m in memories],
             [m.content for m in memories],
-            # Lists of lists would be read as a two-dimensional array: tags and metadata travel as JSON text.
-            [msgspec.json.encode(m.tags).decode() for m in memories],
+            [_json_text(m.tags) for m in memories],
             [m.confidence for m in memories],
             [m.source for m in memories],
-            [None if m.metadata is None else msgspec.json.encode(m.metadata).decode() for m in memories],
+            [_json_text(m.metadata) for m in memories],
             [m.idempotency_key for m in memories],
         )
         ids = [str(i) for i in memory_ids]

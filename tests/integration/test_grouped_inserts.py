@@ -1,0 +1,116 @@
+"""`remember` inserts of concurrent requests, stored together (MemoryRepository.insert, INSERT_GROUP).
+
+Calls made at once go to Postgres as one statement and one commit; each caller must still
+get exactly its own memory, the idempotency rules must hold between the rows of one
+statement, and a row that cannot be stored must fail alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from app.db import Database
+from app.lifespan import open_pool
+from app.memories.repository import MemoryRepository, Stored
+from app.memories.schemas import RememberRequest
+from app.settings import Settings
+from tests.conftest import OwnerKey, unique_agent
+
+CALLS = 40
+
+
+@pytest.fixture
+async def repository(settings: Settings) -> AsyncIterator[MemoryRepository]:
+    pool = await open_pool(settings)
+    try:
+        yield MemoryRepository(Database(pool, 5))
+    finally:
+        await pool.close()
+
+
+async def new_agent(db: asyncpg.Connection[Any], owner: OwnerKey) -> str:
+    agent_id = unique_agent("grouped")
+    await db.execute("INSERT INTO agents (owner_id, agent_id) VALUES ($1, $2)", uuid.UUID(owner.owner_id), agent_id)
+    return agent_id
+
+
+def memory(i: int, **fields: Any) -> RememberRequest:
+    return RememberRequest(content=f"note number {i}", tags=[f"t{i % 3}", "grouped"], title=f"n{i}", **fields)
+
+
+async def test_concurrent_inserts_share_one_statement_and_each_caller_gets_its_own_memory(
+    repository: MemoryRepository, db: asyncpg.Connection[Any], owner: OwnerKey
+) -> None:
+    agents = [await new_agent(db, owner) for _ in range(3)]  # rows of several agents in one statement
+    calls = [
+        repository.insert(owner.owner_id, agents[i % 3], f"sess_grouped{i:04d}", memory(i, metadata={"i": i}), None)
+        for i in range(CALLS)
+    ]
+    stored: list[Stored] = await asyncio.gather(*calls)
+
+    rows = {
+        str(r["memory_id"]): r
+        for r in await db.fetch(
+            "SELECT memory_id, agent_id, session_id, content, tags, title, metadata, created_at FROM memories "
+            "WHERE owner_id = $1 AND agent_id = ANY($2::text[])",
+            uuid.UUID(owner.owner_id),
+            agents,
+        )
+    }
+    assert len(rows) == CALLS
+    for i, result in enumerate(stored):
+        row = rows[result.memory_id]
+        assert not result.replayed
+        assert (row["agent_id"], row["session_id"], row["content"]) == (
+            agents[i % 3],
+            result.session_id,
+            f"note number {i}",
+        )
+        assert (row["tags"], row["title"], json.loads(row["metadata"])) == ([f"t{i % 3}", "grouped"], f"n{i}", {"i": i})
+        assert row["created_at"] == result.created_at
+    # One statement, one transaction: the rows share its timestamp (one statement per call would not).
+    assert len({row["created_at"] for row in rows.values()}) < CALLS / 4
+
+
+async def test_idempotency_keys_hold_between_the_rows_of_one_statement(
+    repository: MemoryRepository, db: asyncpg.Connection[Any], owner: OwnerKey
+) -> None:
+    agent_id = await new_agent(db, owner)
+    keys = [f"key-{i % 5}" for i in range(CALLS)]  # each key eight times, in one statement
+    stored = await asyncio.gather(
+        *(repository.insert(owner.owner_id, agent_id, "sess_grouped0001", memory(i), key) for i, key in enumerate(keys))
+    )
+    by_key: dict[str, set[str]] = {}
+    for key, result in zip(keys, stored, strict=True):
+        by_key.setdefault(key, set()).add(result.memory_id)
+    assert all(len(ids) == 1 for ids in by_key.values()), by_key
+    assert sum(not result.replayed for result in stored) == 5
+    count = await db.fetchval(
+        "SELECT count(*) FROM memories WHERE owner_id = $1 AND agent_id = $2", uuid.UUID(owner.owner_id), agent_id
+    )
+    assert count == 5
+
+
+async def test_a_row_that_cannot_be_stored_fails_alone(
+    repository: MemoryRepository, db: asyncpg.Connection[Any], owner: OwnerKey
+) -> None:
+    agent_id = await new_agent(db, owner)
+    missing = unique_agent("never-created")  # the agent of a session whose agent was deleted meanwhile
+    agents = [missing if i == 7 else agent_id for i in range(CALLS)]
+    outcomes = await asyncio.gather(
+        *(repository.insert(owner.owner_id, a, "sess_grouped0002", memory(i), None) for i, a in enumerate(agents)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[7], asyncpg.ForeignKeyViolationError)
+    assert all(isinstance(o, Stored) for i, o in enumerate(outcomes) if i != 7), outcomes
+    count = await db.fetchval(
+        "SELECT count(*) FROM memories WHERE owner_id = $1 AND agent_id = $2", uuid.UUID(owner.owner_id), agent_id
+    )
+    assert count == CALLS - 1
