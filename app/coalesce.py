@@ -13,8 +13,9 @@ microseconds) and a busy one saves a round trip per request.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -48,6 +49,8 @@ class Coalescer(Generic[Item, Result]):
         task = asyncio.ensure_future(self._settle(batch))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        for _, future in batch:
+            future.add_done_callback(functools.partial(_abandon_if_unwanted, task, batch))
 
     async def _settle(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:
@@ -65,6 +68,14 @@ class Coalescer(Generic[Item, Result]):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+def _abandon_if_unwanted(task: asyncio.Task[None], batch: list[tuple[Any, asyncio.Future[Any]]], _: object) -> None:
+    """Once every caller of a batch has been cancelled (a request cut off at shutdown, say),
+    stop its work too, as a lone call would have been stopped, rather than let it hold a
+    connection that shutdown then waits for."""
+    if not task.done() and all(future.cancelled() for _, future in batch):
+        task.cancel()
 
 
 async def outcome_of(call: Awaitable[Result]) -> Result | Exception:
