@@ -20,7 +20,10 @@ import redis
 from litestar.testing import AsyncTestClient
 
 from app.auth.keys import display_prefix, generate_api_key, hash_api_key, new_key_id
+from app.db import Database
+from app.lifespan import open_pool
 from app.main import create_app
+from app.memories.repository import MemoryRepository
 from app.migrations import migrate
 from app.settings import Settings
 from tests.helpers import RedisClusterProcesses, private_redis_cluster
@@ -96,6 +99,16 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
     """The app on Litestar's test client; it opens its own pools in its own lifespan."""
     async with AsyncTestClient(app=create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+async def repository(settings: Settings) -> AsyncIterator[MemoryRepository]:
+    """The memory repository on the app's own kind of pool (its planner settings included)."""
+    pool = await open_pool(settings)
+    try:
+        yield MemoryRepository(Database(pool, 5))
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

@@ -10,29 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 
-from app.db import Database
-from app.lifespan import open_pool
 from app.memories.repository import MemoryRepository, Stored
 from app.memories.schemas import RememberRequest
-from app.settings import Settings
 from tests.conftest import OwnerKey, unique_agent
 
 CALLS = 40
-
-
-@pytest.fixture
-async def repository(settings: Settings) -> AsyncIterator[MemoryRepository]:
-    pool = await open_pool(settings)
-    try:
-        yield MemoryRepository(Database(pool, 5))
-    finally:
-        await pool.close()
 
 
 async def new_agent(db: asyncpg.Connection[Any], owner: OwnerKey) -> str:

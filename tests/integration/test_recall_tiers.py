@@ -12,18 +12,13 @@ import functools
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import pytest
 
-from app.db import Database
-from app.lifespan import open_pool
 from app.memories.repository import SEARCH_RANKED_TIERS, SEARCH_TEXT, MemoryRepository, MemoryRow, Position
 from app.memories.schemas import MemoryFilters
-from app.settings import Settings
 from tests.conftest import OwnerKey, unique_agent
 
 WORDS = ["walrus", "narwhal", "puffin", "gannet", "kittiwake", "fulmar", "skua", "tern"]
@@ -77,16 +72,6 @@ async def insert_memories(
         records=rows,
         columns=["memory_id", "owner_id", "agent_id", "session_id", "type", "title", "content", "tags", "created_at"],
     )
-
-
-@pytest.fixture
-async def repository(settings: Settings) -> AsyncIterator[MemoryRepository]:
-    """The repository on the app's own kind of pool (its planner settings included)."""
-    pool = await open_pool(settings)
-    try:
-        yield MemoryRepository(Database(pool, 5))
-    finally:
-        await pool.close()
 
 
 QUERIES = [
