@@ -69,26 +69,12 @@ SELECT memory_id, session_id, type, created_at FROM memories
 WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = $3
 """
 
-# One statement for the whole batch: all rows or none. Items with an idempotency key that
-# this agent has seen before are skipped (the partial unique index is the guard), so a
-# retried or resumed batch stores nothing twice; RETURNING names what was inserted.
-INSERT_BATCH = """
-INSERT INTO memories (memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source,
-                      metadata, idempotency_key)
-SELECT b.memory_id, $1, $2, $3, b.type, b.title, b.content,
-       ARRAY(SELECT jsonb_array_elements_text(b.tags::jsonb)), b.confidence, b.source, b.metadata::jsonb,
-       b.idempotency_key
-FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::real[], $10::text[], $11::text[],
-            $12::text[])
-     AS b(memory_id, type, title, content, tags, confidence, source, metadata, idempotency_key)
-ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING memory_id
-"""
-
-# The `remember` calls of concurrent requests (one event-loop turn; app/coalesce.py) in one
-# statement, one commit: rows of any owners, agents and sessions. As in INSERT_MEMORY, the
-# partial unique index is the guard for idempotency keys, between these rows as well (of
-# two with one key, the second inserts nothing), and RETURNING names what was inserted.
+# Many memories in one statement, one commit, all or none: a batch-remember, or the
+# `remember` calls of concurrent requests (one event-loop turn; app/coalesce.py), rows of
+# any owners, agents and sessions. As in INSERT_MEMORY, the partial unique index is the
+# guard for idempotency keys, between these rows as well (of two with one key, the second
+# inserts nothing), so a retried or resumed batch stores nothing twice; RETURNING names
+# what was inserted.
 INSERT_GROUP = """
 INSERT INTO memories (memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source,
                       metadata, idempotency_key)
@@ -418,12 +404,13 @@ class MemoryRepository:
         self, owner_id: str, agent_id: str, session_id: str, memory_ids: list[UUID], memories: list[RememberRequest]
     ) -> list[str]:
         """Store the batch; return each item's memory id (the first one's, for an item seen before)."""
+        count = len(memories)
         inserted = await self._db.fetch(
-            INSERT_BATCH,
-            UUID(owner_id),
-            agent_id,
-            session_id,
+            INSERT_GROUP,
             memory_ids,
+            [UUID(owner_id)] * count,
+            [agent_id] * count,
+            [session_id] * count,
             [m.type for m in memories],
             [m.title for m in memories],
             [m.content for m in memories],
