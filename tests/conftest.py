@@ -26,7 +26,7 @@ from app.main import create_app
 from app.memories.repository import MemoryRepository
 from app.migrations import migrate
 from app.settings import Settings
-from tests.helpers import RedisClusterProcesses, private_redis_cluster
+from tests.helpers import API, RedisClusterProcesses, activate, private_redis_cluster, token_headers
 
 PG_SERVER_URL = os.environ.get("MEMANTO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("MEMANTO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -150,6 +150,35 @@ async def owner(make_owner: Callable[..., Awaitable[OwnerKey]]) -> OwnerKey:
 
 def unique_agent(prefix: str = "agent") -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
+
+
+class Live:
+    """One activated agent: its id, its session and the headers its memory calls send."""
+
+    def __init__(self, owner: OwnerKey, agent_id: str, session: dict[str, Any]) -> None:
+        self.owner = owner
+        self.agent_id = agent_id
+        self.session = session
+        self.session_id: str = session["session_id"]
+        self.token: str = session["session_token"]
+        self.headers = token_headers(self.token)
+
+    def url(self, route: str) -> str:
+        return f"{API}/agents/{self.agent_id}/{route}"
+
+    @property
+    def remember_url(self) -> str:
+        return self.url("remember")
+
+    @property
+    def recall_url(self) -> str:
+        return self.url("recall")
+
+
+async def start(client: Any, owner: OwnerKey, agent_id: str | None = None) -> Live:
+    """Activate `agent_id` (a new agent by default) with the owner's key."""
+    agent_id = agent_id or unique_agent()
+    return Live(owner, agent_id, await activate(client, owner.key, agent_id))
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,31 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     return body  # type: ignore[no-any-return]
 
 
+def assert_unavailable(response: httpx.Response) -> None:
+    """A dependency outage: 503 `dependency_unavailable` with a usable `Retry-After`."""
+    assert_problem(response, 503, "dependency_unavailable")
+    retry_after = response.headers.get("Retry-After")
+    assert retry_after is not None, response.headers
+    assert retry_after.isdigit(), retry_after
+    assert int(retry_after) > 0
+
+
+def revoke_with_cli(env: dict[str, str], key_id: str) -> float:
+    """`memanto-server keys revoke KEY_ID` as an operator runs it; returns when it exited (monotonic)."""
+    revoke = subprocess.run(
+        [sys.executable, "-m", "app.cli.server", "keys", "revoke", key_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    exited = time.monotonic()
+    assert revoke.returncode == 0, revoke.stderr
+    assert f"revoked {key_id}" in revoke.stdout
+    return exited
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,9 +19,11 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from tests.conftest import OwnerKey, unique_agent
+from tests.conftest import Live, OwnerKey, start, unique_agent
 from tests.helpers import API, activate, assert_problem, token_headers
 
+# The contract's list (api.md), written out rather than read from app.memories.schemas,
+# so that a type missing from the app fails here.
 MEMORY_TYPES = (
     "fact",
     "preference",
@@ -66,30 +68,6 @@ def assert_validation(response: httpx.Response, field: str) -> dict[str, Any]:
 
 def cursor_of(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-
-class Live:
-    """One activated agent: its id, its session and the headers its memory calls send."""
-
-    def __init__(self, owner: OwnerKey, agent_id: str, session: dict[str, Any]) -> None:
-        self.owner = owner
-        self.agent_id = agent_id
-        self.session = session
-        self.session_id: str = session["session_id"]
-        self.headers = token_headers(session["session_token"])
-
-    @property
-    def remember_url(self) -> str:
-        return f"{API}/agents/{self.agent_id}/remember"
-
-    @property
-    def recall_url(self) -> str:
-        return f"{API}/agents/{self.agent_id}/recall"
-
-
-async def start(client: Any, owner: OwnerKey, agent_id: str | None = None) -> Live:
-    agent_id = agent_id or unique_agent()
-    return Live(owner, agent_id, await activate(client, owner.key, agent_id))
 
 
 async def remember(client: Any, live: Live, **body: Any) -> dict[str, Any]:

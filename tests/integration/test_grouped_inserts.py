@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
 
+from app.db import Database
+from app.errors import OUTAGE_ERRORS
+from app.lifespan import open_pool
 from app.memories.repository import MemoryRepository, Stored
 from app.memories.schemas import RememberRequest
+from app.settings import Settings
 from tests.conftest import OwnerKey, unique_agent
 
 CALLS = 40
@@ -100,3 +106,26 @@ async def test_a_row_that_cannot_be_stored_fails_alone(
         "SELECT count(*) FROM memories WHERE owner_id = $1 AND agent_id = $2", uuid.UUID(owner.owner_id), agent_id
     )
     assert count == CALLS - 1
+
+
+async def test_postgres_down_fails_every_insert_of_the_group_as_an_outage(settings: Settings) -> None:
+    # A server that does not answer: every caller of the group gets the outage (a 503
+    # upstream), none is left waiting, and none is retried row by row.
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    down = msgspec.structs.replace(settings, database_url=f"postgresql://postgres@127.0.0.1:{port}/nothing")
+    pool = await open_pool(down)
+    try:
+        repository = MemoryRepository(Database(pool, 2))
+        owner_id = str(uuid.uuid4())
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(repository.insert(owner_id, "any-agent", "sess_grouped0003", memory(i), None) for i in range(10)),
+                return_exceptions=True,
+            ),
+            timeout=30,
+        )
+    finally:
+        await pool.close()
+    assert all(isinstance(outcome, OUTAGE_ERRORS) for outcome in outcomes), outcomes

@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from tests.conftest import OwnerKey, settings_env, unique_agent
-from tests.helpers import API, activate, assert_problem, running_server, token_headers
+from tests.conftest import Live, OwnerKey, settings_env, start, unique_agent
+from tests.helpers import API, assert_problem, running_server
 
 MakeOwner = Callable[..., Awaitable[OwnerKey]]
 Params = dict[str, Any] | list[tuple[str, Any]]
@@ -44,26 +44,6 @@ RECALLED_FIELDS = {"memory_id", "content", "type", "title", "tags", "confidence"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class Live:
-    """One activated agent: its id, its session and the headers its memory calls send."""
-
-    def __init__(self, owner: OwnerKey, agent_id: str, session: dict[str, Any]) -> None:
-        self.owner = owner
-        self.agent_id = agent_id
-        self.session = session
-        self.session_id: str = session["session_id"]
-        self.token: str = session["session_token"]
-        self.headers = token_headers(self.token)
-
-    def url(self, route: str) -> str:
-        return f"{API}/agents/{self.agent_id}/{route}"
-
-
-async def start(client: Any, owner: OwnerKey, agent_id: str | None = None) -> Live:
-    agent_id = agent_id or unique_agent()
-    return Live(owner, agent_id, await activate(client, owner.key, agent_id))
 
 
 async def remember(client: Any, live: Live, content: str, **fields: Any) -> str:

@@ -24,7 +24,17 @@ import redis.asyncio
 
 from app.settings import Settings
 from tests.conftest import OwnerKey, settings_env, unique_agent
-from tests.helpers import API, activate, assert_problem, free_port, private_redis, running_server, token_headers
+from tests.helpers import (
+    API,
+    activate,
+    assert_problem,
+    assert_unavailable,
+    free_port,
+    private_redis,
+    revoke_with_cli,
+    running_server,
+    token_headers,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -34,14 +44,6 @@ TIMEOUT = httpx.Timeout(15.0)
 def parse_z(value: str) -> datetime:
     assert value.endswith("Z"), value
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def assert_unavailable(response: httpx.Response) -> None:
-    assert_problem(response, 503, "dependency_unavailable")
-    retry_after = response.headers.get("Retry-After")
-    assert retry_after is not None, response.headers
-    assert retry_after.isdigit(), retry_after
-    assert int(retry_after) > 0
 
 
 @pytest.fixture(scope="module")
@@ -180,17 +182,7 @@ async def test_key_revocation_reaches_every_instance_within_a_second(
                 response = await client.get(f"{base_url}{API}/agents", headers=owner.headers)
                 assert response.status_code == 200, response.text
 
-        revoke = subprocess.run(
-            [sys.executable, "-m", "app.cli.server", "keys", "revoke", owner.key_id],
-            env=settings_env(settings),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        exited = time.monotonic()
-        assert revoke.returncode == 0, revoke.stderr
-        assert f"revoked {owner.key_id}" in revoke.stdout
+        exited = revoke_with_cli(settings_env(settings), owner.key_id)
 
         async def seconds_until_rejected(base_url: str) -> float:
             while True:

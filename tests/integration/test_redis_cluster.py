@@ -9,8 +9,6 @@ multi-process tests must not mention one.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -35,6 +33,7 @@ from tests.helpers import (
     activate,
     assert_problem,
     free_port,
+    revoke_with_cli,
     running_server,
     token_headers,
 )
@@ -282,17 +281,7 @@ async def test_key_revocation_reaches_the_instance_through_cluster_pubsub(
             response = await fresh.get(url, headers=owner.headers)
             assert response.status_code == 200, response.text
 
-    revoke = subprocess.run(
-        [sys.executable, "-m", "app.cli.server", "keys", "revoke", owner.key_id],
-        env=settings_env(cluster_settings),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    exited = time.monotonic()
-    assert revoke.returncode == 0, revoke.stderr
-    assert f"revoked {owner.key_id}" in revoke.stdout
+    exited = revoke_with_cli(settings_env(cluster_settings), owner.key_id)
 
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         while True:

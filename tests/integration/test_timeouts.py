@@ -24,7 +24,7 @@ from tests.helpers import (
     API,
     activate,
     agent_row_locked,
-    assert_problem,
+    assert_unavailable,
     private_redis,
     running_server,
     token_headers,
@@ -34,14 +34,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.slow
 
 TIMEOUT = httpx.Timeout(30.0)
-
-
-def assert_unavailable(response: httpx.Response) -> None:
-    assert_problem(response, 503, "dependency_unavailable")
-    retry_after = response.headers.get("Retry-After")
-    assert retry_after is not None, response.headers
-    assert retry_after.isdigit(), retry_after
-    assert int(retry_after) > 0
 
 
 async def timed(request: Any) -> tuple[httpx.Response, float]:
