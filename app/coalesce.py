@@ -8,6 +8,15 @@ to its `run` function together when the loop comes round (a Redis pipeline, one
 multi-row INSERT); each caller gets its own result or its own exception. A call with no
 company is handed over alone, so an idle server adds no latency (one loop turn, a few
 microseconds) and a busy one saves a round trip per request.
+
+With `max_in_flight`, a `Coalescer` is also a group commit: at most that many batches run
+at once, and the calls made while they run wait for one to finish and then go together.
+Under load each batch then carries more calls (a commit is paid once for all of them), and
+a burst of calls, cut into batches of `max_batch` that run one after the other, is answered
+in waves instead of all at once at the end: the first wave's callers go on with their
+requests while the next wave is being stored (bench/README.md, "Group commit"). So that slow
+commits cannot hold a worker down to one batch at a time, a backlog of more than
+`BACKLOG_BATCHES` full batches lets one more batch run for each such backlog.
 """
 
 from __future__ import annotations
@@ -21,36 +30,64 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 MAX_BATCH = 256
+BACKLOG_BATCHES = 4
 
 
 class Coalescer(Generic[Item, Result]):
-    """`run(items)` returns one result or exception per item, in order; raising fails them all."""
+    """`run(items)` returns one result or exception per item, in order; raising fails them all.
+
+    `max_in_flight`: None starts a batch every loop turn, however many are running; a number
+    makes it a group commit (module docstring).
+    """
 
     def __init__(
-        self, run: Callable[[list[Item]], Awaitable[Sequence[Result | Exception]]], max_batch: int = MAX_BATCH
+        self,
+        run: Callable[[list[Item]], Awaitable[Sequence[Result | Exception]]],
+        max_batch: int = MAX_BATCH,
+        max_in_flight: int | None = None,
     ) -> None:
         self._run = run
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._flush_due = False
         self._running: set[asyncio.Task[None]] = set()  # strong references until done
 
     async def submit(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
         self._pending.append((item, future))
+        self._schedule_flush(loop)
         return await future
 
+    def _may_start(self) -> bool:
+        if self._max_in_flight is None:
+            return True
+        backlog = len(self._pending) // (self._max_batch * BACKLOG_BATCHES)
+        return len(self._running) < self._max_in_flight + backlog
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At the end of this loop turn, so that the turn's other calls join the batch."""
+        if self._pending and not self._flush_due and self._may_start():
+            self._flush_due = True
+            loop.call_soon(self._flush)
+
     def _flush(self) -> None:
-        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-        if self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        task = asyncio.ensure_future(self._settle(batch))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-        for _, future in batch:
-            future.add_done_callback(functools.partial(_abandon_if_unwanted, task, batch))
+        self._flush_due = False
+        while self._pending and self._may_start():
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            task = asyncio.ensure_future(self._settle(batch))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+            for _, future in batch:
+                future.add_done_callback(functools.partial(_abandon_if_unwanted, task, batch))
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """The calls that waited for a free place go at once: they have gathered company all
+        along, and waiting one more turn would put them behind the requests that arrive in it."""
+        self._running.discard(task)
+        if self._pending and self._may_start():
+            self._flush()
 
     async def _settle(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

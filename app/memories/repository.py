@@ -18,7 +18,10 @@ from app.memories.schemas import MemoryFilters, MemoryPatch, RememberRequest
 
 logger = logging.getLogger("memanto.memories")
 
-MAX_INSERT_GROUP = 100  # rows in one INSERT_GROUP, as in batch-remember
+# The `remember` calls of concurrent requests are stored as a group commit (app/coalesce.py):
+# one INSERT_GROUP at a time per worker, of at most REMEMBER_GROUP rows, so that a burst is
+# stored, and answered, in waves (bench/README.md, "Group commit").
+REMEMBER_GROUP = 16
 
 
 class MemoryRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -329,15 +332,17 @@ def _json_text(value: Any) -> str | None:
 class MemoryRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._remembers: Coalescer[NewMemory, Stored] = Coalescer(self._insert_group, max_batch=MAX_INSERT_GROUP)
+        self._remembers: Coalescer[NewMemory, Stored] = Coalescer(
+            self._insert_group, max_batch=REMEMBER_GROUP, max_in_flight=1
+        )
 
     async def insert(
         self, owner_id: str, agent_id: str, session_id: str, memory: RememberRequest, idempotency_key: str | None
     ) -> Stored:
         """Store one memory (committed on return), or find the one its idempotency key stored first.
 
-        The inserts of concurrent requests go to Postgres together, as one statement
-        (INSERT_GROUP): one round trip and one commit for all of them.
+        The inserts of concurrent requests go to Postgres together, as a group commit: one
+        statement (INSERT_GROUP), one round trip and one commit for up to REMEMBER_GROUP of them.
         """
         return await self._remembers.submit(NewMemory(UUID(owner_id), agent_id, session_id, memory, idempotency_key))
 

@@ -82,5 +82,9 @@ def configure_logging(settings: Settings) -> None:
         lib = logging.getLogger(name)
         lib.handlers.clear()
         lib.propagate = True
-    # One access line per request comes from our middleware, without query strings.
-    logging.getLogger("uvicorn.access").disabled = True
+    # One access line per request comes from our middleware, without query strings. Not
+    # propagating as well: uvicorn formats its own line whenever the logger has a handler
+    # anywhere up the tree (`hasHandlers()`), even a disabled logger.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.disabled = True
+    uvicorn_access.propagate = False

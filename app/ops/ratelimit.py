@@ -52,7 +52,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Message, Scope
 from redis.exceptions import RedisClusterException, RedisError
 
-from app.auth.guards import SESSION_TOKEN_HEADER, api_key_of, verified_claims
+from app.auth.guards import SESSION_TOKEN_HEADER, api_key_of, header, verified_claims
 from app.errors import OUTAGE_ERRORS, MemantoError, RateLimited
 from app.ops.metrics import DEPENDENCY_ERRORS
 from app.redis_client import RedisClient, open_redis
@@ -213,13 +213,13 @@ async def rate_limiter(app: Litestar) -> AsyncIterator[None]:
 async def _owner_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The caller's owner, as cheaply as it can be told; None when the credentials name none."""
     services = connection.app.state.services
-    token = connection.headers.get(SESSION_TOKEN_HEADER)
+    token = header(connection, SESSION_TOKEN_HEADER)
     if token:
         try:
             return verified_claims(connection, token).owner_id
         except MemantoError:
             pass
-    key = api_key_of(connection.headers)
+    key = api_key_of(connection)
     owner = await services.keys.resolve(key) if key else None
     return owner.owner_id if owner is not None else None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import msgspec
@@ -44,3 +45,11 @@ async def test_json_access_lines_carry_the_request_fields(
     for secret in (owner.key, session["session_token"]):
         if secret in err:
             pytest.fail(f"a credential appears in the log (it starts {secret[:6]}…)")
+
+
+def test_uvicorn_does_not_format_an_access_line_of_its_own(settings: Settings) -> None:
+    create_app(settings)  # configures logging
+    # uvicorn builds its access line (path, query string) for every response whenever this
+    # is true, whether or not the logger is disabled; ours comes from AccessLogMiddleware.
+    assert logging.getLogger("uvicorn.access").hasHandlers() is False
+    assert logging.getLogger().hasHandlers()

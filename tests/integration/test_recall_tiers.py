@@ -175,3 +175,21 @@ async def test_first_page_of_a_frequent_word_reads_few_of_its_matches(
     tiered = memories_ranked(await explain(SEARCH_RANKED_TIERS, None))
     assert every_match >= 3000, every_match
     assert tiered < every_match / 5, (tiered, every_match)
+
+
+async def test_strong_lexemes_are_title_and_repeated_words_and_planned_once_per_connection(
+    db: asyncpg.Connection[Any],
+) -> None:
+    document = "setweight(to_tsvector('english', 'Puffin notes'), 'A') || to_tsvector('english', $1)"
+    strong = await db.fetchval(
+        f"SELECT tsvector_strong_lexemes({document})::text", "a tern saw a skua, then a tern and a puffin"
+    )
+    assert strong == "'note' 'puffin' 'tern'"
+    assert await db.fetchval(f"SELECT tsvector_strong_lexemes({document}) IS NULL", "") is False
+    assert await db.fetchval("SELECT tsvector_strong_lexemes(to_tsvector('english', 'one skua')) IS NULL") is True
+    # Migration 0005: a LANGUAGE sql body with a subquery is planned again in every INSERT.
+    language = await db.fetchval(
+        "SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.proname = $1",
+        "tsvector_strong_lexemes",
+    )
+    assert language == "plpgsql"
