@@ -93,6 +93,8 @@ class WrkResult:
     non_2xx: int
     socket_errors: int
     server_cpu_us: float = math.nan  # server CPU time (user + system) per request, microseconds
+    server_busy: float = math.nan  # server CPU time over wall time: 1.0 = its core saturated
+    backends_cpu_us: float = math.nan  # CPU time of every postgres and redis-server process, per request
 
 
 @dataclass
@@ -163,14 +165,20 @@ def run_wrk(script: str, url: str, duration: int, connections: int, env: dict[st
     command = wrk_command(script, url, duration, connections)
     pid = SERVER_PIDS.get(url)
     cpu_before = cpu_seconds(pid) if pid else math.nan
+    backends_before, started = backends_cpu_seconds(), time.monotonic()
     done = subprocess.run(
         command, env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=duration + 60
     )
+    elapsed, backends = time.monotonic() - started, backends_cpu_seconds() - backends_before
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
     result = parse_wrk(done.stdout)
     if pid and result.requests:
-        result.server_cpu_us = (cpu_seconds(pid) - cpu_before) / result.requests * 1e6
+        server = cpu_seconds(pid) - cpu_before
+        result.server_cpu_us = server / result.requests * 1e6
+        result.server_busy = server / elapsed
+    if result.requests:
+        result.backends_cpu_us = backends / result.requests * 1e6
     return result
 
 
@@ -183,10 +191,30 @@ SERVER_PIDS: dict[str, int] = {}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _name_and_cpu(pid: int | str) -> tuple[str, float]:
+    """A process's name and user + system CPU time (all its threads), from /proc."""
+    name, _, rest = Path(f"/proc/{pid}/stat").read_text().partition(" (")[2].rpartition(")")
+    fields = rest.split()
+    return name, (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return _name_and_cpu(pid)[1]
+
+
+def backends_cpu_seconds() -> float:
+    """CPU time of every `postgres` and `redis-server` process on the machine (they are
+    not pinned: what they spend is taken from the same two cores as the server's)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name, cpu = _name_and_cpu(entry.name)
+            except OSError:  # gone meanwhile
+                continue
+            if name.startswith("postgres") or name == "redis-server":
+                total += cpu
+    return total
 
 
 def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
@@ -460,6 +488,14 @@ def _ratio(value: float, floor: float | None) -> str:
     return f"{value / floor:.2f}x" if floor else "—"
 
 
+def _percent(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.0%}"
+
+
+def _figure(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:,.0f}"
+
+
 def render(
     args: argparse.Namespace,
     results: dict[str, RouteResults],
@@ -498,8 +534,8 @@ def render(
         "## HTTP routes (wrk)",
         "",
         "| route | requests/s | p50 ms | p99 ms | non-2xx / socket errors | x /health/live | x Litestar session "
-        "| server CPU µs/request | x /health/live by CPU |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server CPU µs/request | x /health/live by CPU | server busy | Postgres + Redis CPU µs/request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     floor_cpu = results["health_live"].cpu_per_request if "health_live" in results else math.nan
     for script, result in results.items():
@@ -514,7 +550,8 @@ def render(
         ratio_cpu = "—" if script == "baseline_session" or math.isnan(cpu) else f"{floor_cpu / cpu:.2f}x"
         lines.append(
             f"| `{result.route.name}` | {rps:,.0f} | {result.median('p50_ms'):.2f} | {result.median('p99_ms'):.2f} "
-            f"| {result.errors} | {ratio_floor} | {ratio_litestar} | {cpu:,.0f} | {ratio_cpu} |"
+            f"| {result.errors} | {ratio_floor} | {ratio_litestar} | {cpu:,.0f} | {ratio_cpu} "
+            f"| {_percent(result.median('server_busy'))} | {_figure(result.median('backends_cpu_us'))} |"
         )
     lines += ["", "Requests/s of each run:", ""]
     for result in results.values():

@@ -9,7 +9,7 @@ import argparse
 from datetime import UTC, datetime
 
 from bench import redis_memory
-from bench.run import render
+from bench.run import ROUTES, RouteResults, WrkResult, render
 
 
 def live_sessions(
@@ -78,3 +78,23 @@ def test_render_places_the_section_and_the_targets() -> None:
     without = render(args, {}, None, None, None, {}, {}, datetime.now(UTC))
     assert "## Live sessions in Redis" not in without
     assert "- not measured in this run" in without
+
+
+def test_route_rows_show_where_the_cpu_went() -> None:
+    args = argparse.Namespace(
+        command_line="python -m bench.run", runs=1, duration=10, connections=32, pgbench_duration=10
+    )
+    figures = {
+        "health_live": WrkResult(16_000, 1.9, 3.9, 160_000, 0, 0, server_cpu_us=62, server_busy=0.99),
+        "remember": WrkResult(
+            6_400, 4.8, 7.5, 64_000, 0, 0, server_cpu_us=142, server_busy=0.915, backends_cpu_us=63.4
+        ),
+    }
+    results = {
+        script: RouteResults(next(r for r in ROUTES if r.script == script), [run]) for script, run in figures.items()
+    }
+    report = render(args, results, None, None, None, {}, {}, datetime.now(UTC))
+    assert "| server busy | Postgres + Redis CPU µs/request |" in report
+    assert "| `GET /health/live` | 16,000 | 1.90 | 3.90 | 0 | 1.00x (floor) | — | 62 | 1.00x | 99% | — |" in report
+    assert "| 0.40x | — | 142 | 0.44x | 92% | 63 |" in report
+    assert "`remember` ≥ 0.35x `/health/live`: 0.40x — met" in report
