@@ -74,6 +74,8 @@ class Coalescer(Generic[Item, Result]):
 
     def _flush(self) -> None:
         self._flush_due = False
+        # A call whose caller went away while it waited (a request cut off) is not made.
+        self._pending = [(item, future) for item, future in self._pending if not future.done()]
         while self._pending and self._may_start():
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             task = asyncio.ensure_future(self._settle(batch))

@@ -166,3 +166,17 @@ async def test_a_batch_whose_callers_all_went_away_is_stopped_and_the_next_one_s
     first.cancel()
     await asyncio.wait_for(stopped.wait(), 1)
     assert await asyncio.wait_for(second, 1) == 2
+
+
+async def test_a_call_whose_caller_went_away_while_it_waited_is_not_made() -> None:
+    run = Recorder(hold=True)
+    coalescer: Coalescer[int, int] = Coalescer(run, max_in_flight=1)
+    first = asyncio.ensure_future(coalescer.submit(1))
+    await turns()
+    gone = asyncio.ensure_future(coalescer.submit(2))
+    kept = asyncio.ensure_future(coalescer.submit(3))
+    await turns()
+    gone.cancel()
+    run.release.set()
+    assert await asyncio.gather(first, kept) == [10, 30]
+    assert run.batches == [[1], [3]]
