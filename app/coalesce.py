@@ -15,8 +15,8 @@ Under load each batch then carries more calls (a commit is paid once for all of 
 a burst of calls, cut into batches of `max_batch` that run one after the other, is answered
 in waves instead of all at once at the end: the first wave's callers go on with their
 requests while the next wave is being stored (bench/README.md, "Group commit"). So that slow
-commits cannot hold a worker down to one batch at a time, a backlog of more than
-`BACKLOG_BATCHES` full batches lets one more batch run for each such backlog.
+commits cannot hold a worker down to one batch at a time, each `BACKLOG_BATCHES` full
+batches waiting let one more batch run at once.
 """
 
 from __future__ import annotations

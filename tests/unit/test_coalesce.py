@@ -110,16 +110,16 @@ async def test_a_deep_backlog_starts_one_more_batch() -> None:
     calls = [asyncio.ensure_future(coalescer.submit(0))]
     await turns()
     assert len(run.batches) == 1
-    backlog = 2 * BACKLOG_BATCHES  # exactly BACKLOG_BATCHES full batches waiting: no more yet
-    calls += [asyncio.ensure_future(coalescer.submit(i)) for i in range(1, backlog)]
+    backlog = 2 * BACKLOG_BATCHES  # calls in BACKLOG_BATCHES full batches
+    calls += [asyncio.ensure_future(coalescer.submit(i)) for i in range(1, backlog)]  # one short of it
     await turns()
     assert len(run.batches) == 1
-    calls += [asyncio.ensure_future(coalescer.submit(i)) for i in range(backlog, backlog + 2)]
+    calls += [asyncio.ensure_future(coalescer.submit(i)) for i in range(backlog, backlog + 1)]  # and reach it
     await turns()
     assert run.most_at_once == 2
     assert run.batches[1] == [1, 2]
     run.release.set()
-    assert await asyncio.gather(*calls) == [i * 10 for i in range(backlog + 2)]
+    assert await asyncio.gather(*calls) == [i * 10 for i in range(backlog + 1)]
     assert all(len(batch) <= 2 for batch in run.batches)
 
 
