@@ -152,6 +152,9 @@ def outage_backend(exc: BaseException) -> str:
     return "redis" if isinstance(exc, REDIS_OUTAGE) else "postgres" if isinstance(exc, POSTGRES_OUTAGE) else "other"
 
 
+_BACKEND_NAMES = {"redis": "Redis", "postgres": "Postgres", "other": "a backend"}  # as the problem detail says it
+
+
 def _problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[Problem]:
     return Response(content=problem, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -175,10 +178,9 @@ def memanto_error_handler(_: Request[Any, Any, Any], exc: MemantoError) -> Respo
 
 
 def outage_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
-    which = (
-        "Redis" if isinstance(exc, REDIS_OUTAGE) else "Postgres" if isinstance(exc, POSTGRES_OUTAGE) else "a backend"
-    )
-    DEPENDENCY_ERRORS.labels(outage_backend(exc)).inc()
+    backend = outage_backend(exc)
+    which = _BACKEND_NAMES[backend]
+    DEPENDENCY_ERRORS.labels(backend).inc()
     logger.warning("dependency unavailable: %s (%s)", which, type(exc).__name__)
     retry_after = str(request.app.state.settings.retry_after_seconds)
     return memanto_error_handler(

@@ -22,12 +22,6 @@ MIN_SECRET_BYTES = 32
 Hours = Annotated[float, msgspec.Meta(gt=0, le=87_600)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-RateLimit = Annotated[
-    str, msgspec.Meta(pattern=r"(?i)^$|^[1-9][0-9]*\s*(/|\s+per\s+)\s*([1-9][0-9]*\s*)?(second|minute|hour|day)s?$")
-]
-RateLimitStorageUrl = Annotated[
-    str, msgspec.Meta(pattern=r"^$|^(async\+)?(redis|rediss|unix|redis\+unix|redis\+cluster|rediss\+cluster)://")
-]
 
 
 class SettingsError(Exception):
@@ -73,9 +67,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Requests per owner to /api/v2, as `COUNT/UNIT` (`600/minute`, `10/second`, `100/5 minutes`),
     # counted in a moving window shared by every instance; empty: no limit.
-    rate_limit: RateLimit = ""
+    rate_limit: str = ""
     # Where the counts live (a redis:// or redis+cluster:// URL); empty: `redis_url`.
-    rate_limit_storage_url: RateLimitStorageUrl = ""
+    rate_limit_storage_url: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -137,6 +131,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 f"{ENV_PREFIX}REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster://host:port[,…] URL"
             )
+        from app.ops.ratelimit import Rate, storage_redis_url  # the limiter's own grammar
+
+        for name, value, parse in (
+            ("RATE_LIMIT", self.rate_limit, Rate.parse),
+            ("RATE_LIMIT_STORAGE_URL", self.rate_limit_storage_url, storage_redis_url),
+        ):
+            try:
+                if value:
+                    parse(value)
+            except ValueError as exc:
+                raise SettingsError(f"{ENV_PREFIX}{name}: {exc}") from None
         if self.session_default_hours > self.session_max_hours:
             raise SettingsError(
                 f"{ENV_PREFIX}SESSION_DEFAULT_HOURS ({self.session_default_hours}) exceeds "

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ import asyncpg
 import httpx
 
 API = "/api/v2"
+
+
+def parse_z(value: str) -> datetime:
+    """An ISO-8601 UTC time with the contract's `Z` suffix."""
+    assert isinstance(value, str), value
+    assert value.endswith("Z"), value
+    return datetime.fromisoformat(value.removesuffix("Z") + "+00:00")
 
 
 def token_headers(token: str, key: str | None = None) -> dict[str, str]:
@@ -35,6 +43,26 @@ async def activate(client: Any, key: str, agent_id: str, **params: Any) -> dict[
     )
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+async def assert_concurrent_extends_add_up(base_url: str, key: str, agent_id: str) -> None:
+    """Ten concurrent one-hour extends of a new one-hour session, however many instances or
+    Redis nodes serve them: none is lost, and each saw a different previous expiry."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
+        session = await activate(client, key, agent_id, duration_hours=1)
+        headers = token_headers(session["session_token"])
+        responses = await asyncio.gather(
+            *(client.post(f"{API}/session/extend", params={"extend_hours": 1}, headers=headers) for _ in range(10))
+        )
+        assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses]
+        current = await client.get(f"{API}/session/current", headers=headers)
+    assert current.status_code == 200, current.text
+    created = parse_z(session["created_at"])
+    assert parse_z(current.json()["expires_at"]) - created == timedelta(hours=11)
+    assert current.json()["extensions"] == 10
+    # 1 h, 2 h, …, 10 h after creation: each extend read the expiry the one before it wrote.
+    previous = sorted(parse_z(r.json()["previous_expires_at"]) - created for r in responses)
+    assert previous == [timedelta(hours=h) for h in range(1, 11)]
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

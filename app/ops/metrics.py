@@ -12,6 +12,7 @@ them. `memanto-server serve --workers N` sets up that directory by itself.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -50,9 +51,17 @@ DEPENDENCY_ERRORS = Counter(
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    requests, duration = _request_series(method, route, status)
+    requests.inc()
+    duration.observe(seconds)
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """The two labelled series of a request kind: `labels()` takes a lock and builds a key on
+    every call, and every request would pay for it. Few kinds exist (route templates, not paths)."""
     labels = (method, route, str(status))
-    HTTP_REQUESTS.labels(*labels).inc()
-    HTTP_REQUEST_DURATION.labels(*labels).observe(seconds)
+    return HTTP_REQUESTS.labels(*labels), HTTP_REQUEST_DURATION.labels(*labels)
 
 
 def exposition(accept: str = "") -> tuple[bytes, str]:

@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -20,7 +20,7 @@ import pytest
 
 from app.settings import Settings
 from tests.conftest import Live, OwnerKey, start, unique_agent
-from tests.helpers import API, activate, assert_problem, token_headers
+from tests.helpers import API, activate, assert_problem, parse_z, token_headers
 
 # The contract's list (api.md), written out rather than read from app.memories.schemas,
 # so that a type missing from the app fails here.
@@ -43,15 +43,6 @@ MakeOwner = Callable[..., Awaitable[OwnerKey]]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def parse_z(value: str) -> datetime:
-    """An ISO-8601 UTC time with the contract's `Z` suffix."""
-    assert isinstance(value, str), value
-    assert value.endswith("Z"), value
-    parsed = datetime.fromisoformat(value.removesuffix("Z") + "+00:00")
-    assert parsed.utcoffset() == timedelta(0)
-    return parsed
 
 
 def error_fields(body: dict[str, Any]) -> set[str]:

@@ -40,7 +40,7 @@ from app.memories.schemas import RecallResult, StoredMemory
 from app.sessions.schemas import ActivatedSession, CurrentSession, EndedSession, ExtendedSession
 from app.settings import Settings
 from tests.conftest import OwnerKey, settings_env, unique_agent
-from tests.helpers import free_port, private_redis, running_server
+from tests.helpers import free_port, parse_z, private_redis, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +75,6 @@ class SessionLog:
     @property
     def activations(self) -> list[ActivatedSession]:
         return [s for _, s in self.calls if isinstance(s, ActivatedSession)]
-
-
-def parse_z(value: str) -> datetime:
-    return datetime.fromisoformat(value)
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import asyncpg
@@ -23,7 +23,7 @@ from app.auth.cache import publish_revocation
 from app.main import create_app
 from app.settings import Settings, key_id
 from tests.conftest import OwnerKey, unique_agent
-from tests.helpers import API, activate, assert_problem, token_headers
+from tests.helpers import API, activate, assert_problem, parse_z, token_headers
 
 MakeOwner = Callable[..., Awaitable[OwnerKey]]
 
@@ -54,11 +54,6 @@ def other_secret() -> str:
     secret = secrets.token_urlsafe(36)
     assert len(secret) == 48
     return secret
-
-
-def parse_z(value: str) -> datetime:
-    assert value.endswith("Z"), value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def assert_unauthorized(response: httpx.Response, code: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import pytest
 
 from app.settings import Settings
 from tests.conftest import Live, OwnerKey, settings_env, start, unique_agent
-from tests.helpers import API, assert_problem, running_server
+from tests.helpers import API, assert_problem, parse_z, running_server
 
 MakeOwner = Callable[..., Awaitable[OwnerKey]]
 Params = dict[str, Any] | list[tuple[str, Any]]
@@ -106,12 +106,6 @@ async def set_created_at(db: asyncpg.Connection[Any], memory_id: str, moment: da
 
 def z(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_z(value: str) -> datetime:
-    assert isinstance(value, str), value
-    assert value.endswith("Z"), value
-    return datetime.fromisoformat(value.removesuffix("Z") + "+00:00")
 
 
 def first_error_field(response: httpx.Response) -> str:

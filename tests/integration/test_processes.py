@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.conftest import OwnerKey, settings_env, unique_agent
 from tests.helpers import (
     API,
     activate,
+    assert_concurrent_extends_add_up,
     assert_problem,
     assert_unavailable,
     free_port,
@@ -39,11 +39,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.slow
 
 TIMEOUT = httpx.Timeout(15.0)
-
-
-def parse_z(value: str) -> datetime:
-    assert value.endswith("Z"), value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @pytest.fixture(scope="module")
@@ -152,22 +147,7 @@ async def test_simultaneous_activations_leave_exactly_one_live_session(
 
 
 async def test_concurrent_extends_never_lose_an_extension(two_workers: str, owner: OwnerKey) -> None:
-    async with httpx.AsyncClient(base_url=two_workers, timeout=TIMEOUT) as client:
-        session = await activate(client, owner.key, unique_agent("extend"), duration_hours=1)
-        headers = token_headers(session["session_token"])
-        responses = await asyncio.gather(
-            *(client.post(f"{API}/session/extend", params={"extend_hours": 1}, headers=headers) for _ in range(10))
-        )
-        assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses]
-        current = await client.get(f"{API}/session/current", headers=headers)
-    assert current.status_code == 200, current.text
-    body = current.json()
-    created = parse_z(session["created_at"])
-    assert parse_z(body["expires_at"]) - created == timedelta(hours=11)
-    assert body["extensions"] == 10
-    # Each extend saw a different previous expiry: 1 h, 2 h, …, 10 h after creation.
-    previous = sorted(parse_z(r.json()["previous_expires_at"]) - created for r in responses)
-    assert previous == [timedelta(hours=h) for h in range(1, 11)]
+    await assert_concurrent_extends_add_up(two_workers, owner.key, unique_agent("extend"))
 
 
 # 3. A revoked key stops working on every instance at once.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -31,8 +31,10 @@ from tests.helpers import (
     API,
     RedisClusterProcesses,
     activate,
+    assert_concurrent_extends_add_up,
     assert_problem,
     free_port,
+    parse_z,
     revoke_with_cli,
     running_server,
     token_headers,
@@ -42,11 +44,6 @@ pytestmark = pytest.mark.slow
 
 ONE_SECOND = 1 / 3600  # in hours
 TIMEOUT = httpx.Timeout(15.0)
-
-
-def parse_z(value: str) -> datetime:
-    assert value.endswith("Z"), value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @pytest.fixture(scope="module")
@@ -243,20 +240,7 @@ async def test_simultaneous_activations_leave_one_live_session_on_the_cluster(
 
 
 async def test_concurrent_extends_lose_nothing_on_the_cluster(cluster_server: str, owner: OwnerKey) -> None:
-    async with httpx.AsyncClient(base_url=cluster_server, timeout=TIMEOUT) as client:
-        session = await activate(client, owner.key, unique_agent("extend"), duration_hours=1)
-        headers = token_headers(session["session_token"])
-        responses = await asyncio.gather(
-            *(client.post(f"{API}/session/extend", params={"extend_hours": 1}, headers=headers) for _ in range(10))
-        )
-        assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses]
-        current = await client.get(f"{API}/session/current", headers=headers)
-    assert current.status_code == 200, current.text
-    created = parse_z(session["created_at"])
-    assert parse_z(current.json()["expires_at"]) - created == timedelta(hours=11)
-    assert current.json()["extensions"] == 10
-    previous = sorted(parse_z(r.json()["previous_expires_at"]) - created for r in responses)
-    assert previous == [timedelta(hours=h) for h in range(1, 11)]
+    await assert_concurrent_extends_add_up(cluster_server, owner.key, unique_agent("extend"))
 
 
 async def test_key_revocation_reaches_the_instance_through_cluster_pubsub(

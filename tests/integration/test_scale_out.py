@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +32,7 @@ from tests.helpers import (
     activate,
     assert_problem,
     free_port,
+    parse_z,
     private_redis,
     running_server,
     token_headers,
@@ -41,10 +42,6 @@ pytestmark = pytest.mark.slow
 
 TIMEOUT = httpx.Timeout(15.0)
 NGINX_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
-
-
-def parse_z(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,7 @@ import jwt
 import pytest
 
 from tests.conftest import OwnerKey, unique_agent
-from tests.helpers import API, activate, assert_problem, token_headers
-
-
-def parse_z(value: str) -> datetime:
-    assert value.endswith("Z"), value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+from tests.helpers import API, activate, assert_problem, parse_z, token_headers
 
 
 async def test_activate_creates_agent_and_returns_contract_fields(client: Any, owner: OwnerKey) -> None:

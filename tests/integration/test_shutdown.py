@@ -8,8 +8,10 @@ connection of its own, so it is as long as the test wants without test-only code
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,25 @@ async def refuses_connections(port: int, timeout: float = 10) -> bool:
     return False
 
 
+@contextlib.asynccontextmanager
+async def remember_held_in_postgres(
+    client: httpx.AsyncClient, db: asyncpg.Connection[Any], database_url: str, owner: OwnerKey, agent: str, content: str
+) -> AsyncIterator[asyncio.Task[httpx.Response]]:
+    """A `remember` in flight, its INSERT inside Postgres waiting on a lock the test holds
+    until the block ends."""
+    session = await activate(client, owner.key, agent)
+    async with agent_row_locked(database_url, owner.owner_id, agent) as holder:
+        request = asyncio.create_task(
+            client.post(
+                f"{API}/agents/{agent}/remember",
+                json={"content": content},
+                headers=token_headers(session["session_token"]),
+            )
+        )
+        await wait_until_blocked(db, holder)
+        yield request
+
+
 async def memanto_connections(db: asyncpg.Connection[Any]) -> int:
     return await db.fetchval(  # type: ignore[no-any-return]
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
@@ -57,16 +78,8 @@ async def test_request_in_flight_at_sigterm_completes_and_the_server_exits_clean
     try:
         server.wait_ready()
         async with httpx.AsyncClient(base_url=server.base_url, timeout=TIMEOUT) as client:
-            session = await activate(client, owner.key, agent)
-            async with agent_row_locked(database_url, owner.owner_id, agent) as holder:
-                in_flight = asyncio.create_task(
-                    client.post(
-                        f"{API}/agents/{agent}/remember",
-                        json={"content": "stored while the server was shutting down"},
-                        headers=token_headers(session["session_token"]),
-                    )
-                )
-                await wait_until_blocked(db, holder)  # the INSERT is inside Postgres, waiting
+            content = "stored while the server was shutting down"
+            async with remember_held_in_postgres(client, db, database_url, owner, agent, content) as in_flight:
                 assert await memanto_connections(db) >= 1
 
                 server.terminate()
@@ -112,25 +125,18 @@ async def test_graceful_timeout_bounds_the_shutdown(
     server.start()
     try:
         server.wait_ready()
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=TIMEOUT) as client:
-            session = await activate(client, owner.key, agent)
-            async with agent_row_locked(database_url, owner.owner_id, agent) as holder:
-                stuck = asyncio.create_task(
-                    client.post(
-                        f"{API}/agents/{agent}/remember",
-                        json={"content": "never finishes in time"},
-                        headers=token_headers(session["session_token"]),
-                    )
-                )
-                await wait_until_blocked(db, holder)
-                started = time.monotonic()
-                server.terminate()
-                returncode = await asyncio.to_thread(server.wait, 10)  # while the lock is still held
-                elapsed = time.monotonic() - started
-                try:
-                    answer: httpx.Response | None = await stuck
-                except httpx.RemoteProtocolError:  # closed without an answer
-                    answer = None
+        async with (
+            httpx.AsyncClient(base_url=server.base_url, timeout=TIMEOUT) as client,
+            remember_held_in_postgres(client, db, database_url, owner, agent, "never finishes in time") as stuck,
+        ):
+            started = time.monotonic()
+            server.terminate()
+            returncode = await asyncio.to_thread(server.wait, 10)  # while the lock is still held
+            elapsed = time.monotonic() - started
+            try:
+                answer: httpx.Response | None = await stuck
+            except httpx.RemoteProtocolError:  # closed without an answer
+                answer = None
     finally:
         server.stop()
     assert returncode in (0, -signal.SIGTERM), returncode
