@@ -10,16 +10,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
-COPY app ./app
+COPY memanto_server ./memanto_server
 # Binary wheels for every dependency (the pins in constraints.txt); the app itself is pure Python.
 RUN /opt/venv/bin/pip install --only-binary=:all: -c constraints.txt . \
-    && cd / && /opt/venv/bin/python -c "import app.main, asyncpg, hiredis, uvloop, httptools"
+    && cd / && /opt/venv/bin/python -c "import memanto_server.main, asyncpg, hiredis, uvloop, httptools"
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 memanto \
     && useradd --system --uid 10001 --gid memanto --home-dir /srv --no-create-home --shell /usr/sbin/nologin memanto
 COPY --from=build /opt/venv /opt/venv
-COPY migrations /srv/migrations
 # Production by default: a missing MEMANTO_SECRET_KEY stops start-up instead of being generated.
 # FORWARDED_ALLOW_IPS: trust X-Forwarded-* from the load balancer (uvicorn reads it); the app
 # port is reachable only on the compose network. Override both when running the image elsewhere.
@@ -27,7 +26,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MEMANTO_ENV=production \
-    MEMANTO_MIGRATIONS_DIR=/srv/migrations \
     FORWARDED_ALLOW_IPS=*
 WORKDIR /srv
 USER memanto:memanto

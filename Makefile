@@ -32,7 +32,7 @@ test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Code only: this ruff also formats Python blocks inside Markdown, which docs may lay out by hand.
-LINTED := app tests bench
+LINTED := memanto_server tests bench
 
 lint: install
 	$(BIN)/ruff check $(LINTED)

@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from app.auth.keys import display_prefix, generate_api_key, hash_api_key, new_key_id
-from app.migrations import migrate
+from memanto_server.auth.keys import display_prefix, generate_api_key, hash_api_key, new_key_id
+from memanto_server.lib.migrations import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER_URL = os.environ.get("MEMANTO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -82,7 +82,7 @@ def server(db_url: str, *, workers: int = 1, extra_env: dict[str, str] | None = 
         }
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli.server", "serve", "--port", str(port), "--workers", str(workers)],
+        [sys.executable, "-m", "memanto_server.cli.server", "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         cwd=ROOT,
     )

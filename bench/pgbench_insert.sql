@@ -1,4 +1,4 @@
--- The statement `remember` runs (app/memories/repository.py), with the literal values of
+-- The statement `remember` runs (memanto_server/memories/repository.py), with the literal values of
 -- bench/wrk/remember.lua. bench/run.py creates the owner and agent in a scratch database.
 INSERT INTO memories (owner_id, agent_id, session_id, type, title, content, tags, confidence, source, metadata,
                       idempotency_key)

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from app.memories.search import STOP_WORDS
 from bench.common import create_key, drop_database, fresh_database, percentile, server
+from memanto_server.memories.search import STOP_WORDS
 
 DB_NAME = "memanto_bench_recall"
 TYPES = ["fact", "preference", "goal", "decision", "event", "instruction", "observation", "learning"]

@@ -4,7 +4,7 @@
                                  [--redis-url redis://...] [--no-wrk] [--skip-throughput]
 
 Memory: creates `--sessions` live sessions directly through the store's own activate
-script (app.sessions.store.SessionStore, a key prefix of its own, owner ids UUIDs, agent
+script (memanto_server.sessions.store.SessionStore, a key prefix of its own, owner ids UUIDs, agent
 ids as agents are named), and reads `INFO memory` `used_memory` before and after:
 bytes per live session, its one key (the `sess:` hash) and its TTL included.
 
@@ -44,10 +44,10 @@ import asyncpg
 import httpx
 from redis.asyncio import Redis
 
-from app.sessions.service import new_session_id
-from app.sessions.store import SessionStore
 from bench.commandstats import private_redis_server
 from bench.common import create_key, drop_database, fresh_database, server
+from memanto_server.sessions.service import new_session_id
+from memanto_server.sessions.store import SessionStore
 
 DB_NAME = "memanto_bench_redis_memory"
 API = "/api/v2"

@@ -268,7 +268,7 @@ def memanto(db_url: str, redis_prefix: str, wrapper: list[str] | None = None) ->
             "MEMANTO_LOG_LEVEL": "WARNING",
         }
     )
-    command = [sys.executable, "-m", "app.cli.server", "serve", "--port", str(port), "--workers", "1"]
+    command = [sys.executable, "-m", "memanto_server.cli.server", "serve", "--port", str(port), "--workers", "1"]
     base = f"http://127.0.0.1:{port}"
     stop = signal.SIGINT if wrapper else signal.SIGTERM
     with pinned_process([*(wrapper or []), *command], env, f"{base}/health/ready", stop) as pid:

@@ -1,0 +1,131 @@
+"""The one place that turns `MEMANTO_REDIS_URL` into a Redis client: one server or a Redis Cluster.
+
+- `redis://`, `rediss://`, `unix://`: one Redis server (`redis.asyncio.Redis`);
+- `redis+cluster://host:port[,host:port…]` (`rediss+cluster://` for TLS): a Redis Cluster
+  (`redis.asyncio.cluster.RedisCluster`), discovered from any of the listed startup nodes.
+  Credentials go before the first host (`redis+cluster://user:password@h1:7000,h2:7001`);
+  there is no database number on a cluster.
+
+Both clients get the same timeouts, retry and decoding, so the rest of the app does not
+care which one it has: every multi-key script keeps its keys under one hash tag, and
+PUBLISH/SUBSCRIBE are cluster-wide.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+RedisClient = Redis | RedisCluster
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+class ClusterUrl:
+    """The parts of a `redis+cluster://` URL: startup nodes, credentials, TLS."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in CLUSTER_SCHEMES:
+            raise ValueError("not a redis+cluster:// URL")
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        username, _, password = userinfo.partition(":")
+        self.username = unquote(username) or None
+        self.password = unquote(password) or None
+        self.ssl = parts.scheme == "rediss+cluster"
+        self.nodes: list[tuple[str, int]] = []
+        for item in hosts.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"startup node {item.strip()!r} is not host:port")
+            self.nodes.append((host.strip("[]"), int(port)))
+        if parts.path not in ("", "/", "/0"):
+            raise ValueError("a Redis Cluster has no database number")
+
+
+class ReachableCluster(RedisCluster):
+    """A `RedisCluster` whose outages look like a single server's.
+
+    redis-py reports a cluster it cannot reach at all as a bare `RedisClusterException`
+    (the connection error is its cause); the app treats connection errors as an outage
+    (503 with `Retry-After`), so say it that way, and recover once a node answers again.
+    """
+
+    async def initialize(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> RedisCluster:
+        try:
+            return await super().initialize(additional_startup_nodes_info, last_failed_node_name)
+        except RedisClusterException as exc:
+            if isinstance(exc.__cause__, (RedisConnectionError, RedisTimeoutError, OSError)):
+                raise RedisConnectionError(str(exc)) from exc
+            raise
+
+    async def ping(self, **kwargs: Any) -> bool:
+        """PONG from every primary (redis-py would ask one node): a primary down is an outage."""
+        kwargs.setdefault("target_nodes", RedisCluster.PRIMARIES)
+        return bool(await super().ping(**kwargs))
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(tuple(f"{scheme}://" for scheme in CLUSTER_SCHEMES))
+
+
+def open_redis(url: str, *, timeout: float, max_connections: int) -> RedisClient:
+    """The Redis client for `url`; it connects on first use."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 15,
+        "max_connections": max_connections,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "client_name": "memanto-server",
+    }
+    if not is_cluster_url(url):
+        return Redis.from_url(url, **options)
+    cluster = ClusterUrl(url)
+    return ReachableCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
+        username=cluster.username,
+        password=cluster.password,
+        ssl=cluster.ssl,
+        **options,
+    )
+
+
+async def open_pubsub(redis: RedisClient) -> PubSub:
+    """A pub/sub connection that ignores (un)subscribe confirmations, on either client.
+
+    A cluster client picks the node for its pub/sub connection from the slot map, which
+    it only has once it knows the cluster; any node will do, since a PUBLISH reaches
+    every node of the cluster.
+    """
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+    return redis.pubsub(ignore_subscribe_messages=True)
+
+
+def storage_redis_url(url: str) -> str:
+    """`MEMANTO_RATE_LIMIT_STORAGE_URL` as a URL `open_redis` takes.
+
+    The setting still accepts the `limits` library's spellings (`async+redis://`,
+    `redis+unix://`) that it took when that library counted.
+    """
+    url = url.removeprefix("async+")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("redis", "rediss", "unix", "redis+unix", "redis+cluster", "rediss+cluster"):
+        raise ValueError(f"not a Redis URL: {scheme}://")
+    return f"unix://{rest}" if scheme == "redis+unix" else url

@@ -1,0 +1,20 @@
+"""Text that Postgres can store: no NUL characters, anywhere in a value."""
+
+from __future__ import annotations
+
+from memanto_server.errors import InvalidInput
+
+
+def has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_nul(v) for v in value)
+    return False
+
+
+def reject_nul(value: object, field: str) -> None:
+    if has_nul(value):
+        raise InvalidInput.field(field, "must not contain NUL characters")

@@ -1,0 +1,222 @@
+"""Memory routes (session token; the path agent must be the token's agent)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from memanto_server.auth.credentials import provide_claims
+from memanto_server.errors import Forbidden, InvalidInput
+from memanto_server.http import BODY_ROUTE, TOKEN_ROUTE, AgentIdPath, problems, with_session_expiry
+from memanto_server.memories.schemas import (
+    AnswerRequest,
+    AnswerResult,
+    BatchRememberRequest,
+    BatchStored,
+    MemoryFilters,
+    MemoryPage,
+    MemoryPatch,
+    MemoryRecord,
+    MemoryType,
+    RecallRequest,
+    RecallResult,
+    RememberRequest,
+    StoredMemory,
+)
+from memanto_server.services import services_of
+from memanto_server.sessions.tokens import SessionClaims
+
+IDEMPOTENT_REPLAY_HEADER = "Idempotent-Replayed"
+
+TypeFilter = Annotated[list[MemoryType] | None, QueryParameter(name="type", description="One or many (repeat).")]
+TagFilter = Annotated[
+    list[str] | None, QueryParameter(name="tags", max_items=20, description="All must match (repeat).")
+]
+CreatedAfter = Annotated[datetime | None, QueryParameter(description="ISO-8601; strictly after.")]
+CreatedBefore = Annotated[datetime | None, QueryParameter(description="ISO-8601; strictly before.")]
+Limit = Annotated[int, QueryParameter(ge=1, le=100)]
+CursorParam = Annotated[str | None, QueryParameter(max_length=1024, description="`next_cursor` of the last page.")]
+MEMORY_ROUTE = problems(*TOKEN_ROUTE, 404)
+
+
+def _own(claims: SessionClaims, agent_id: str) -> SessionClaims:
+    if claims.agent_id != agent_id:
+        raise Forbidden("the session token belongs to another agent", code="agent_mismatch")
+    return claims
+
+
+class MemoryController(Controller):
+    path = "/agents/{agent_id:str}"
+    tags = ["memories"]
+    dependencies = {"claims": Provide(provide_claims)}
+
+    @post(
+        "/remember",
+        status_code=HTTP_201_CREATED,
+        responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
+        summary="Store a memory (201 once committed; an Idempotency-Key replay returns the first result)",
+    )
+    async def remember(
+        self,
+        agent_id: AgentIdPath,
+        claims: NamedDependency[SessionClaims],
+        request: Request[Any, Any, Any],
+        content: Annotated[str | None, QueryParameter(min_length=1, max_length=10_000)] = None,
+        memory_type: Annotated[MemoryType, QueryParameter(name="type")] = "fact",
+        title: Annotated[str | None, QueryParameter(max_length=100)] = None,
+        idempotency_key: Annotated[
+            str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
+        ] = None,
+        data: JSONBody[RememberRequest | None] = None,
+    ) -> Response[StoredMemory]:
+        if data is None:
+            if content is None:
+                raise InvalidInput.field("content", "required (query parameter or JSON body)")
+            data = RememberRequest(content=content, type=memory_type, title=title)
+        stored, state, replayed = await services_of(request).memories.remember(
+            _own(claims, agent_id), data, idempotency_key
+        )
+        response = with_session_expiry(stored, state, HTTP_201_CREATED)
+        if replayed:
+            response.headers[IDEMPOTENT_REPLAY_HEADER] = "true"
+        return response
+
+    @post(
+        "/batch-remember",
+        status_code=HTTP_201_CREATED,
+        responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
+        summary="Store 1-100 memories in one statement: all or nothing",
+    )
+    async def batch_remember(
+        self,
+        agent_id: AgentIdPath,
+        claims: NamedDependency[SessionClaims],
+        request: Request[Any, Any, Any],
+        data: JSONBody[BatchRememberRequest],
+    ) -> Response[BatchStored]:
+        stored, state = await services_of(request).memories.remember_batch(_own(claims, agent_id), data.memories)
+        return with_session_expiry(stored, state, HTTP_201_CREATED)
+
+    @post(
+        "/recall",
+        status_code=200,
+        responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
+        summary="Search the agent's memories from every session, best first, paginated",
+    )
+    async def recall(
+        self,
+        agent_id: AgentIdPath,
+        claims: NamedDependency[SessionClaims],
+        request: Request[Any, Any, Any],
+        search: Annotated[str | None, QueryParameter(name="query", min_length=1, max_length=1000)] = None,
+        limit: Limit = 10,
+        memory_type: TypeFilter = None,
+        tags: TagFilter = None,
+        created_after: CreatedAfter = None,
+        created_before: CreatedBefore = None,
+        min_score: Annotated[float | None, QueryParameter(ge=0)] = None,
+        cursor: CursorParam = None,
+        data: JSONBody[RecallRequest | None] = None,
+    ) -> Response[RecallResult]:
+        if data is None:
+            if search is None:
+                raise InvalidInput.field("query", "required (query parameter or JSON body)")
+            data = RecallRequest(
+                query=search,
+                limit=limit,
+                type=memory_type,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                min_score=min_score,
+                cursor=cursor,
+            )
+        result, state = await services_of(request).memories.recall(_own(claims, agent_id), data)
+        return with_session_expiry(result, state)
+
+    @post(
+        "/answer",
+        status_code=200,
+        responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
+        summary="An extractive answer from the agent's own memories, with its sources",
+    )
+    async def answer(
+        self,
+        agent_id: AgentIdPath,
+        claims: NamedDependency[SessionClaims],
+        request: Request[Any, Any, Any],
+        question: Annotated[str | None, QueryParameter(min_length=1, max_length=1000)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=20)] = 5,
+        data: JSONBody[AnswerRequest | None] = None,
+    ) -> Response[AnswerResult]:
+        if data is None:
+            if question is None:
+                raise InvalidInput.field("question", "required (query parameter or JSON body)")
+            data = AnswerRequest(question=question, limit=limit)
+        result, state = await services_of(request).memories.answer(_own(claims, agent_id), data)
+        return with_session_expiry(result, state)
+
+    @get("/memories", responses=problems(*TOKEN_ROUTE), summary="The agent's memories, newest first, paginated")
+    async def list_memories(
+        self,
+        agent_id: AgentIdPath,
+        claims: NamedDependency[SessionClaims],
+        request: Request[Any, Any, Any],
+        memory_type: TypeFilter = None,
+        tags: TagFilter = None,
+        created_after: CreatedAfter = None,
+        created_before: CreatedBefore = None,
+        limit: Limit = 20,
+        cursor: CursorParam = None,
+    ) -> Response[MemoryPage]:
+        filters = MemoryFilters(
+            types=tuple(memory_type) if memory_type else None,
+            tags=tuple(tags) if tags else None,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        page, state = await services_of(request).memories.list(_own(claims, agent_id), filters, limit, cursor)
+        return with_session_expiry(page, state)
+
+    @get("/memories/{memory_id:str}", responses=MEMORY_ROUTE, summary="One memory")
+    async def show_memory(
+        self,
+        agent_id: AgentIdPath,
+        memory_id: FromPath[str],
+        claims: NamedDependency[SessionClaims],
+        request: Request[Any, Any, Any],
+    ) -> Response[MemoryRecord]:
+        record, state = await services_of(request).memories.get(_own(claims, agent_id), memory_id)
+        return with_session_expiry(record, state)
+
+    @patch(
+        "/memories/{memory_id:str}",
+        responses=problems(*TOKEN_ROUTE, *BODY_ROUTE, 404),
+        summary="Change any editable field (the search text is re-indexed)",
+    )
+    async def patch_memory(
+        self,
+        agent_id: AgentIdPath,
+        memory_id: FromPath[str],
+        claims: NamedDependency[SessionClaims],
+        request: Request[Any, Any, Any],
+        data: JSONBody[MemoryPatch],
+    ) -> Response[MemoryRecord]:
+        record, state = await services_of(request).memories.patch(_own(claims, agent_id), memory_id, data)
+        return with_session_expiry(record, state)
+
+    @delete("/memories/{memory_id:str}", status_code=HTTP_204_NO_CONTENT, responses=MEMORY_ROUTE, summary="Delete")
+    async def delete_memory(
+        self,
+        agent_id: AgentIdPath,
+        memory_id: FromPath[str],
+        claims: NamedDependency[SessionClaims],
+        request: Request[Any, Any, Any],
+    ) -> Response[None]:
+        state = await services_of(request).memories.delete(_own(claims, agent_id), memory_id)
+        return with_session_expiry(None, state, HTTP_204_NO_CONTENT)

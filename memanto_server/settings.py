@@ -1,0 +1,201 @@
+"""One typed settings object, read from MEMANTO_* environment variables.
+
+A bad value stops start-up with a message naming the variable; nothing else in
+the app reads the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from memanto_server.lib.rates import Rate
+from memanto_server.lib.redis_client import ClusterUrl, is_cluster_url, storage_redis_url
+
+ENV_PREFIX = "MEMANTO_"
+MIN_SECRET_BYTES = 32
+
+# Upper bounds keep every duration finite (no `inf`, which would overflow later).
+Hours = Annotated[float, msgspec.Meta(gt=0, le=87_600)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    env: Literal["development", "production"] = "development"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/memanto"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "memanto:"
+    # Signing secret for session tokens. In development a missing one is generated
+    # once into `secret_file`; in production it is required.
+    secret_key: str = ""
+    # Comma-separated secrets that were current before: tokens they signed stay valid.
+    previous_secret_keys: tuple[str, ...] = ()
+    secret_file: str = ".memanto-dev/secret_key"  # noqa: S105 - a path
+
+    session_default_hours: Hours = 6.0
+    session_max_hours: Hours = 24.0
+    session_max_total_hours: Hours = 168.0
+    extend_max_hours: Hours = 24.0
+    # How long an expired session's state stays in Redis for its history to be recorded,
+    # and how often each instance looks for expired sessions to record.
+    session_retain_seconds: Seconds = 600.0
+    sweep_interval_seconds: Seconds = 15.0
+
+    max_body_bytes: PositiveInt = 1_048_576
+    api_key_cache_seconds: Seconds = 30.0
+
+    db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
+    db_pool_max: PositiveInt = 10
+    db_connect_timeout: Seconds = 3.0
+    db_acquire_timeout: Seconds = 3.0
+    db_statement_timeout: Seconds = 10.0
+    redis_timeout: Seconds = 2.0
+    redis_max_connections: PositiveInt = 100
+    retry_after_seconds: PositiveInt = 2
+    health_timeout: Seconds = 1.0
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    # Requests per owner to /api/v2, as `COUNT/UNIT` (`600/minute`, `10/second`, `100/5 minutes`),
+    # counted in a moving window shared by every instance; empty: no limit.
+    rate_limit: str = ""
+    # Where the counts live (a redis:// or redis+cluster:// URL); empty: `redis_url`.
+    rate_limit_storage_url: str = ""
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def signing_keys(self) -> dict[str, str]:
+        """kid → secret; the current secret first."""
+        keys = {key_id(self.secret_key): self.secret_key}
+        for old in self.previous_secret_keys:
+            keys.setdefault(key_id(old), old)
+        return keys
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        raw: dict[str, object] = {}
+        for name in cls.__struct_fields__:
+            value = environ.get(ENV_PREFIX + name.upper())
+            if value is None or value == "":
+                continue
+            if name == "previous_secret_keys":
+                raw[name] = [part.strip() for part in value.split(",") if part.strip()]
+            elif name in ("env", "log_level", "log_format"):
+                raw[name] = value.strip().lower() if name != "log_level" else value.strip().upper()
+            else:
+                raw[name] = value
+        try:
+            settings = msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(_name_variable(str(exc))) from None
+        settings._check()
+        if not settings.secret_key:
+            if settings.is_production:
+                raise SettingsError(
+                    f"{ENV_PREFIX}SECRET_KEY is required when {ENV_PREFIX}ENV=production "
+                    f"(at least {MIN_SECRET_BYTES} bytes; e.g. `openssl rand -base64 48`)"
+                )
+            settings = msgspec.structs.replace(settings, secret_key=load_or_create_secret(settings.secret_file))
+        return settings
+
+    def _check(self) -> None:
+        for name, value in (
+            ("SECRET_KEY", self.secret_key),
+            *(("PREVIOUS_SECRET_KEYS", old) for old in self.previous_secret_keys),
+        ):
+            if value and len(value.encode()) < MIN_SECRET_BYTES:
+                raise SettingsError(f"{ENV_PREFIX}{name} must be at least {MIN_SECRET_BYTES} bytes long")
+        if not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(f"{ENV_PREFIX}DATABASE_URL must be a postgresql:// URL")
+        if is_cluster_url(self.redis_url):
+            try:
+                ClusterUrl(self.redis_url)
+            except ValueError as exc:
+                raise SettingsError(f"{ENV_PREFIX}REDIS_URL: {exc}") from None
+        elif not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                f"{ENV_PREFIX}REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster://host:port[,…] URL"
+            )
+        for name, value, parse in (
+            ("RATE_LIMIT", self.rate_limit, Rate.parse),
+            ("RATE_LIMIT_STORAGE_URL", self.rate_limit_storage_url, storage_redis_url),
+        ):
+            try:
+                if value:
+                    parse(value)
+            except ValueError as exc:
+                raise SettingsError(f"{ENV_PREFIX}{name}: {exc}") from None
+        if self.session_default_hours > self.session_max_hours:
+            raise SettingsError(
+                f"{ENV_PREFIX}SESSION_DEFAULT_HOURS ({self.session_default_hours}) exceeds "
+                f"{ENV_PREFIX}SESSION_MAX_HOURS ({self.session_max_hours})"
+            )
+        if self.session_max_hours > self.session_max_total_hours:
+            raise SettingsError(
+                f"{ENV_PREFIX}SESSION_MAX_HOURS ({self.session_max_hours}) exceeds "
+                f"{ENV_PREFIX}SESSION_MAX_TOTAL_HOURS ({self.session_max_total_hours})"
+            )
+        if self.db_pool_min > self.db_pool_max:
+            raise SettingsError(f"{ENV_PREFIX}DB_POOL_MIN exceeds {ENV_PREFIX}DB_POOL_MAX")
+
+
+def key_id(secret: str) -> str:
+    """A stable, non-reversible id for a signing secret (the JWT `kid`)."""
+    return hashlib.sha256(b"memanto-kid:" + secret.encode()).hexdigest()[:16]
+
+
+def _name_variable(message: str) -> str:
+    # msgspec says "... - at `$.field`"; users set MEMANTO_FIELD.
+    if " - at `$." in message:
+        text, _, path = message.rpartition(" - at `$.")
+        field = path.rstrip("`").split(".")[0].split("[")[0]
+        return f"{ENV_PREFIX}{field.upper()}: {text}"
+    return message
+
+
+def load_or_create_secret(path_str: str) -> str:
+    """Read the development signing secret, creating it once if missing.
+
+    Creation is atomic (write a temporary file, then hard-link it into place), so
+    several workers starting together agree on one secret.
+    """
+    path = Path(path_str)
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> str:
+    secret = path.read_text().strip()
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(f"the secret in {path} is shorter than {MIN_SECRET_BYTES} bytes; delete it")
+    return secret
