@@ -115,24 +115,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
     def _check(self) -> None:
+        self._check_secrets()
+        self._check_urls()
+        self._check_bounds()
+
+    def _check_secrets(self) -> None:
         for name, value in (
             ("SECRET_KEY", self.secret_key),
             *(("PREVIOUS_SECRET_KEYS", old) for old in self.previous_secret_keys),
         ):
             if value and len(value.encode()) < MIN_SECRET_BYTES:
                 raise SettingsError(f"{ENV_PREFIX}{name} must be at least {MIN_SECRET_BYTES} bytes long")
+
+    def _check_urls(self) -> None:
         if not self.database_url.startswith(("postgresql://", "postgres://")):
             raise SettingsError(f"{ENV_PREFIX}DATABASE_URL must be a postgresql:// URL")
-        if is_cluster_url(self.redis_url):
-            try:
-                ClusterUrl(self.redis_url)
-            except ValueError as exc:
-                raise SettingsError(f"{ENV_PREFIX}REDIS_URL: {exc}") from None
-        elif not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        if not is_cluster_url(self.redis_url) and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
                 f"{ENV_PREFIX}REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster://host:port[,…] URL"
             )
+        # Each value in the grammar of the code that will read it.
         for name, value, parse in (
+            ("REDIS_URL", self.redis_url if is_cluster_url(self.redis_url) else "", ClusterUrl),
             ("RATE_LIMIT", self.rate_limit, Rate.parse),
             ("RATE_LIMIT_STORAGE_URL", self.rate_limit_storage_url, storage_redis_url),
         ):
@@ -141,18 +145,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     parse(value)
             except ValueError as exc:
                 raise SettingsError(f"{ENV_PREFIX}{name}: {exc}") from None
-        if self.session_default_hours > self.session_max_hours:
-            raise SettingsError(
-                f"{ENV_PREFIX}SESSION_DEFAULT_HOURS ({self.session_default_hours}) exceeds "
-                f"{ENV_PREFIX}SESSION_MAX_HOURS ({self.session_max_hours})"
-            )
-        if self.session_max_hours > self.session_max_total_hours:
-            raise SettingsError(
-                f"{ENV_PREFIX}SESSION_MAX_HOURS ({self.session_max_hours}) exceeds "
-                f"{ENV_PREFIX}SESSION_MAX_TOTAL_HOURS ({self.session_max_total_hours})"
-            )
-        if self.db_pool_min > self.db_pool_max:
-            raise SettingsError(f"{ENV_PREFIX}DB_POOL_MIN exceeds {ENV_PREFIX}DB_POOL_MAX")
+
+    def _check_bounds(self) -> None:
+        for smaller, larger in (
+            ("session_default_hours", "session_max_hours"),
+            ("session_max_hours", "session_max_total_hours"),
+            ("db_pool_min", "db_pool_max"),
+        ):
+            if getattr(self, smaller) > getattr(self, larger):
+                raise SettingsError(
+                    f"{ENV_PREFIX}{smaller.upper()} ({getattr(self, smaller)}) exceeds "
+                    f"{ENV_PREFIX}{larger.upper()} ({getattr(self, larger)})"
+                )
 
 
 def key_id(secret: str) -> str:
