@@ -17,7 +17,6 @@ import sysconfig
 import time
 import venv
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,7 +51,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with the wheel installed in it; returns its `bin` folder."""
     home = tmp_path_factory.mktemp("venv")
     venv.create(home, with_pip=False, symlinks=True)
@@ -74,7 +73,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     script = bin_dir / "memanto-server"
     script.write_text(f"#!{python}\nimport sys\nfrom memanto_server.cli.server import main\nsys.exit(main())\n")
     script.chmod(0o755)
-    yield bin_dir
+    return bin_dir
 
 
 def test_the_wheel_carries_its_migrations_and_lua_scripts(wheel: Path) -> None:
