@@ -22,11 +22,22 @@ from memanto_server.cli.memanto.state import agent_option, json_option, state
 from memanto_server.memories.schemas import MEMORY_TYPES
 
 TYPE_CHOICE = click.Choice(MEMORY_TYPES)
+# The types in the option's help, which wraps: as a metavar they would be one line of 130 columns.
+TYPES_TEXT = ", ".join(MEMORY_TYPES)
 
 
 @click.command("remember")
 @click.argument("text")
-@click.option("--type", "-t", "memory_type", type=TYPE_CHOICE, default="fact", show_default=True)
+@click.option(
+    "--type",
+    "-t",
+    "memory_type",
+    type=TYPE_CHOICE,
+    metavar="TYPE",
+    default="fact",
+    show_default=True,
+    help=f"The kind of memory: {TYPES_TEXT}.",
+)
 @click.option("--title", help="A short title (≤ 100 characters).")
 @click.option("--tag", "tags", multiple=True, help="A tag; repeat for several.")
 @click.option("--confidence", type=click.FloatRange(0, 1), help="0 to 1 (server default 0.8).")
@@ -60,7 +71,15 @@ def remember(
 
 @click.command("recall")
 @click.argument("query")
-@click.option("--type", "-t", "types", type=TYPE_CHOICE, multiple=True, help="Only this type; repeat for several.")
+@click.option(
+    "--type",
+    "-t",
+    "types",
+    type=TYPE_CHOICE,
+    metavar="TYPE",
+    multiple=True,
+    help=f"Only this type; repeat for several ({TYPES_TEXT}).",
+)
 @click.option("--tag", "tags", multiple=True, help="Only memories with this tag; repeat: all must match.")
 @click.option("--limit", "-n", type=click.IntRange(1, 100), default=10, show_default=True)
 @click.option("--cursor", help="next_cursor of a previous page.")
@@ -122,7 +141,7 @@ def memory() -> None:
 
 
 @memory.command("list")
-@click.option("--type", "-t", "memory_type", type=TYPE_CHOICE, help="Only this type.")
+@click.option("--type", "-t", "memory_type", type=TYPE_CHOICE, metavar="TYPE", help=f"Only this type ({TYPES_TEXT}).")
 @click.option("--tag", "tags", multiple=True, help="Only memories with this tag; repeat: all must match.")
 @click.option("--limit", "-n", type=click.IntRange(1, 100), default=20, show_default=True)
 @click.option("--cursor", help="next_cursor of a previous page.")
