@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from memanto_server.cli.memanto import config_file as cfg
+import memanto_server.cli.memanto.config_file as cfg
 from memanto_server.cli.memanto.errors import SESSION_ENDED_CODES
 from memanto_server.cli.memanto.output import (
     cell,

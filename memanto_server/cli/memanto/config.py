@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from memanto_server.cli.memanto import config_file as cfg
+import memanto_server.cli.memanto.config_file as cfg
 from memanto_server.cli.memanto.output import emit, human_time, lines, number_text, whole
 from memanto_server.cli.memanto.state import json_option, state
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from click.shell_completion import get_completion_class
 
-from memanto_server.cli.memanto import config_file as cfg
+import memanto_server.cli.memanto.config_file as cfg
 from memanto_server.cli.memanto.agent import agent
 from memanto_server.cli.memanto.config import config_group
 from memanto_server.cli.memanto.errors import EXIT_UNREACHABLE, UNREACHABLE_HINT, CliFailure, server_said_no

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 from click.shell_completion import CompletionItem
 
-from memanto_server.cli.memanto import config_file as cfg
+import memanto_server.cli.memanto.config_file as cfg
 from memanto_server.cli.memanto.output import hours_text, human_time, is_past, iso, notice
 from memanto_server.client import AgentHandle, MemantoClient
 from memanto_server.sessions.schemas import ActivatedSession, ExtendedSession
