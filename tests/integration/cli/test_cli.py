@@ -539,9 +539,7 @@ def test_status_words_are_capitals_in_every_line_and_table(
     history = memanto.ok("agent", "sessions", agent).stdout
     statuses = re.findall(r"^\s*sess_\S+\s+(\S+)", history, re.MULTILINE)
     assert statuses == ["ACTIVE", "DEACTIVATED", "SUPERSEDED", "EXPIRED"], history
-    assert field(memanto.ok("agent", "show", agent).stdout, "Status") == "ACTIVE"
-    assert field(memanto.ok("session", "info").stdout, "Status") == "ACTIVE"
-    assert field(memanto.ok("status").stdout, "Status") == "ACTIVE"
+    # ACTIVE in `agent show`, `session info` and `status`: test_seed_life_cycle.
     elsewhere = Memanto(tmp_path / "elsewhere", server_url, owner.key)
     assert field(elsewhere.ok("status", "--agent", agent).stdout, "Status") == "INACTIVE (no session on this machine)"
 
@@ -570,19 +568,21 @@ def test_every_help_fits_an_80_column_terminal() -> None:
 
 
 def test_whole_numbers_print_whole(memanto: Memanto) -> None:
-    assert memanto.ok("config", "set", "default_hours", "6").stdout == "✓ default_hours = 6\n"
-    assert memanto.json("config", "set", "default_hours", "6") == {"key": "default_hours", "value": 6}
-    assert field(memanto.ok("config", "show").stdout, "default_hours") == "6"
-    assert memanto.ok("config", "set", "renew_threshold_minutes", "2.5").stdout == "✓ renew_threshold_minutes = 2.5\n"
-    unset = memanto.ok("config", "unset", "renew_threshold_minutes").stdout
-    assert unset == "✓ renew_threshold_minutes unset (default 60)\n"
-    assert memanto.json("config", "show")["renew_threshold_minutes"] == 60
+    def config(*args: str) -> str:  # in-process: the configuration commands need no server
+        result = CliRunner().invoke(memanto_cli, ["config", *args], env=memanto.env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
 
-    agent = unique_agent("numbers")
-    memanto.ok("agent", "activate", agent)
-    for given, shown in [(None, "0.8"), ("1", "1"), ("0.125", "0.125")]:
+    assert config("set", "default_hours", "6") == "✓ default_hours = 6\n"
+    assert json.loads(config("set", "default_hours", "6", "--json")) == {"key": "default_hours", "value": 6}
+    assert field(config("show"), "default_hours") == "6"
+    assert config("set", "renew_threshold_minutes", "2.5") == "✓ renew_threshold_minutes = 2.5\n"
+    assert config("unset", "renew_threshold_minutes") == "✓ renew_threshold_minutes unset (default 60)\n"
+    assert json.loads(config("show", "--json"))["renew_threshold_minutes"] == 60
+
+    memanto.ok("agent", "activate", unique_agent("numbers"))
+    for given, shown in [(None, "0.8"), ("1", "1")]:
         extra = ("--confidence", given) if given else ()
         memory_id = memanto.json("remember", f"confidence {given}", *extra)["memory_id"]
         assert field(memanto.ok("memory", "show", memory_id).stdout, "Confidence") == shown
-    extended = memanto.ok("session", "extend", "--hours", "2").stdout
-    assert field(extended, "Hours Added") == "2"
+    assert field(memanto.ok("session", "extend", "--hours", "2").stdout, "Hours Added") == "2"
