@@ -7,11 +7,12 @@
         agent.remember("Customer prefers email", type="preference")
         print(agent.answer("How should we contact the customer?").answer)
 
-Results are the server's own msgspec Structs (`app.*.schemas`); errors are the typed
+Results are the server's own msgspec Structs (`memanto_server.*.schemas`); errors are the typed
 exceptions of `memanto_server.client.errors`, carrying the server's problem details.
 """
 
-from memanto_server.client.client import AgentHandle, AsyncAgentHandle, AsyncMemantoClient, MemantoClient
+from memanto_server.client._async import AsyncAgentHandle, AsyncMemantoClient
+from memanto_server.client._sync import AgentHandle, MemantoClient
 from memanto_server.client.errors import (
     AuthenticationError,
     ConflictError,

@@ -1,27 +1,37 @@
 """The `memanto` command line (issue 4, The CLI), run as real processes against a real server.
 
-Every command runs as `python -m memanto_server.cli.client …` in a process of its own, with
+Every command runs as `python -m memanto_server.cli.memanto …` in a process of its own, with
 MEMANTO_HOME in the test's own folder and MEMANTO_URL pointing at one `memanto-server`
 started for this module on a free port (real Postgres and Redis underneath).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import pty
 import re
+import select
 import stat
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyte
 import pytest
+from click.testing import CliRunner
 
+from memanto_server.cli.memanto import cli as memanto_cli
 from memanto_server.settings import Settings
+from tests.helpers.http import parse_z
 from tests.helpers.owners import OwnerKey, unique_agent
 from tests.helpers.processes import free_port, running_server, settings_env
 
@@ -29,6 +39,8 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC"
+# The API's times are whole seconds (the fraction dropped): a session stated to end at :45 ends before :46.
+SECOND_ROUNDING = 1.3
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +61,7 @@ class Memanto:
 
     def run(self, *args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "memanto_server.cli.client", *args],
+            [sys.executable, "-m", "memanto_server.cli.memanto", *args],
             env={**self.env, **env},
             cwd=REPO_ROOT,
             input=input,
@@ -93,7 +105,20 @@ def memanto(tmp_path: Path, server_url: str, owner: OwnerKey) -> Memanto:
 
 def test_seed_life_cycle(memanto: Memanto) -> None:
     agent = unique_agent("support")
+    token = _activate(memanto, agent)
+    _remember_recall_answer(memanto, agent)
+    _session_info_extend_status(memanto, agent, token)
+    _deactivate(memanto, agent)
 
+    history = memanto.ok("agent", "sessions", agent).stdout
+    assert "DEACTIVATED" in history
+    after = memanto.run("remember", "no session now", "--agent", agent)  # a new session, said so
+    assert after.returncode == 0, describe(after)
+    assert f"Session activated for agent '{agent}'" in after.stderr
+
+
+def _activate(memanto: Memanto, agent: str) -> str:
+    """`agent activate` as documented; the token is kept in the file and never shown whole."""
     activated = memanto.ok("agent", "activate", agent).stdout
     assert activated.splitlines()[0] == f"✓ Session activated for agent '{agent}'"
     assert re.search(r"^Session ID:    sess_\S+$", activated, re.MULTILINE)
@@ -101,14 +126,17 @@ def test_seed_life_cycle(memanto: Memanto) -> None:
     assert re.search(rf"^Expires At:    {TIME}$", activated, re.MULTILINE)
     assert field(activated, "Expires In") in {"6h 0m", "5h 59m"}
     config = memanto.config()
-    token = config["agents"][agent]["session_token"]
+    token: str = config["agents"][agent]["session_token"]
     assert config["active_agent"] == agent
     assert config["active_session_token"] == token
     shown = field(activated, "Session Token")
     assert shown.endswith("...")
     assert token.startswith(shown.removesuffix("..."))
     assert token not in activated
+    return token
 
+
+def _remember_recall_answer(memanto: Memanto, agent: str) -> None:
     stored = memanto.ok("remember", "Customer prefers email", "--type", "preference", "--tag", "contact").stdout
     assert stored.startswith(f"✓ Memory stored for agent '{agent}'")
     email_id = field(stored, "Memory ID")
@@ -125,6 +153,8 @@ def test_seed_life_cycle(memanto: Memanto) -> None:
     assert "Customer prefers email" in answered
     assert "Sources:" in answered
 
+
+def _session_info_extend_status(memanto: Memanto, agent: str, token: str) -> None:
     info = memanto.ok("session", "info").stdout
     assert info.splitlines()[0] == "Current Session Information"
     assert field(info, "Agent") == agent
@@ -146,6 +176,8 @@ def test_seed_life_cycle(memanto: Memanto) -> None:
     assert field(status, "Status") == "ACTIVE"
     assert field(status, "Remaining").startswith("11h 5")
 
+
+def _deactivate(memanto: Memanto, agent: str) -> None:
     ended = memanto.ok("agent", "deactivate").stdout
     assert ended.splitlines()[:2] == [f"✓ Session deactivated for agent '{agent}'", "Session Summary:"]
     assert re.search(r"^- Duration: \d+[hms]", ended, re.MULTILINE)
@@ -155,12 +187,6 @@ def test_seed_life_cycle(memanto: Memanto) -> None:
     config = memanto.config()
     assert agent not in config["agents"]
     assert config["active_session_token"] is None
-
-    history = memanto.ok("agent", "sessions", agent).stdout
-    assert "deactivated" in history
-    after = memanto.run("remember", "no session now", "--agent", agent)  # a new session, said so
-    assert after.returncode == 0, describe(after)
-    assert f"Session activated for agent '{agent}'" in after.stderr
 
 
 def test_renewal_near_expiry(memanto: Memanto) -> None:
@@ -317,9 +343,7 @@ def test_export_then_import_into_a_new_agent(memanto: Memanto, tmp_path: Path) -
     )
 
     imported = memanto.ok("import", str(exported), "--agent", target)
-    assert f"✓ Imported 4 memories into agent '{target}'" in imported.stdout
-    assert field(imported.stdout, "Stored") == "4"
-    assert field(imported.stdout, "Already stored") == "0"
+    assert f"✓ Imported into agent '{target}': 4 new, 0 already stored" in imported.stdout
     assert "Importing" in imported.stderr  # the progress bar
 
     again = tmp_path / "again.jsonl"
@@ -349,8 +373,7 @@ def test_interrupted_import_resumed_stores_nothing_twice(memanto: Memanto, tmp_p
     assert (interrupted["stored"], interrupted["already_stored"]) == (75, 0)
 
     resumed = memanto.ok("import", str(whole), "--agent", agent).stdout
-    assert field(resumed, "Stored") == "75"
-    assert field(resumed, "Already stored") == "75"
+    assert f"✓ Imported into agent '{agent}': 75 new, 75 already stored" in resumed
     assert memanto.json("agent", "show", agent)["memory_count"] == 150
 
     repeated = memanto.json("import", str(whole), "--agent", agent)
@@ -392,3 +415,174 @@ def test_shell_completion(memanto: Memanto) -> None:
     assert "_MEMANTO_COMPLETE" in memanto.ok("completion", "zsh").stdout
     completed = memanto.ok(_MEMANTO_COMPLETE="bash_complete", COMP_WORDS="memanto ag", COMP_CWORD="1")
     assert "plain,agent" in completed.stdout.splitlines()
+
+
+# ---------------------------------------------------------------------------------------
+# What a new user tripped over
+
+
+def _set_stored_expiry(memanto: Memanto, agent: str, expires_at: datetime) -> None:
+    """Change the expiry the configuration file keeps for `agent` (as a stale file or a skewed clock would)."""
+    path = memanto.home / "config.json"
+    data = json.loads(path.read_text())
+    data["agents"][agent]["expires_at"] = expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    path.write_text(json.dumps(data))
+
+
+def test_a_replaced_session_is_reported_with_the_servers_reason(
+    memanto: Memanto, tmp_path: Path, server_url: str, owner: OwnerKey
+) -> None:
+    elsewhere = Memanto(tmp_path / "elsewhere", server_url, owner.key)  # the same owner on another machine
+    superseded, ended, expired = unique_agent("taken"), unique_agent("stopped"), unique_agent("ran-out")
+
+    # Ran out on the server while the file says it has a day left.
+    memanto.ok("agent", "activate", expired, "--hours", "0.0006")  # about 2 s
+    runs_out = parse_z(memanto.config()["agents"][expired]["expires_at"])
+    _set_stored_expiry(memanto, expired, datetime.now(UTC) + timedelta(days=1))
+
+    # Taken over by an activation elsewhere, while the file says it is live.
+    memanto.ok("agent", "activate", superseded)
+    elsewhere.ok("agent", "activate", superseded)
+
+    # Ended elsewhere (by API key), while the file says it ran out a minute ago.
+    memanto.ok("agent", "activate", ended)
+    elsewhere.ok("agent", "deactivate", ended)
+    _set_stored_expiry(memanto, ended, datetime.now(UTC) - timedelta(minutes=1))
+
+    time.sleep(max(0.0, (runs_out - datetime.now(UTC)).total_seconds() + SECOND_ROUNDING))
+    for agent, word in [(superseded, "superseded"), (ended, "ended"), (expired, "expired")]:
+        result = memanto.ok("remember", f"stored after the session was {word}", "--agent", agent)
+        notices = result.stderr.strip().splitlines()
+        assert len(notices) == 1, result.stderr
+        assert notices[0].startswith(f"↻ Session {word}"), notices[0]
+        assert f"; activated a new one for '{agent}'" in notices[0]
+        assert memanto.config()["agents"][agent]["session_token"] != ""
+
+
+def _run_on_a_terminal(memanto: Memanto, *args: str, columns: int = 120, rows: int = 30) -> tuple[int, str, list[str]]:
+    """`memanto ARGS` with stderr on a pseudo-terminal, as in an interactive shell: its exit code,
+    its stdout, and the screen that stderr leaves behind (read by a terminal emulator)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = {**memanto.env, "COLUMNS": str(columns), "TERM": "xterm-256color"}
+    written = bytearray()
+    with subprocess.Popen(
+        [sys.executable, "-m", "memanto_server.cli.memanto", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+    ) as process:
+        os.close(slave)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], deadline - time.monotonic())
+            try:
+                chunk = os.read(master, 65536) if ready else b""
+            except OSError:  # EIO: every end of the terminal's other side is closed
+                chunk = b""
+            if not chunk:
+                break
+            written += chunk
+        stdout = process.stdout.read().decode() if process.stdout else ""
+        code = process.wait(timeout=30)
+    os.close(master)
+    screen = pyte.Screen(columns, rows)
+    pyte.ByteStream(screen).feed(bytes(written))
+    return code, stdout, [line.rstrip() for line in screen.display if line.strip()]
+
+
+def test_import_notices_and_the_progress_bar_keep_to_their_own_lines(memanto: Memanto, tmp_path: Path) -> None:
+    agent = unique_agent("import-tty")  # no session yet: the first batch activates one, mid-display
+    memories = tmp_path / "seven.jsonl"
+    memories.write_text("".join(json.dumps({"content": f"Note {i} for the terminal"}) + "\n" for i in range(7)))
+
+    code, stdout, screen = _run_on_a_terminal(memanto, "import", str(memories), "--agent", agent)
+    assert code == 0, (stdout, screen)
+    assert stdout == f"✓ Imported into agent '{agent}': 7 new, 0 already stored\n"
+    notices = [line for line in screen if "Session" in line]
+    bars = [line for line in screen if "Importing" in line]
+    assert len(notices) == 1, screen
+    assert re.fullmatch(rf"✓ Session activated for agent '{agent}' \(expires {TIME}\)", notices[0]), screen
+    assert bars, screen
+    assert re.fullmatch(r"Importing .* 7/7 \d+:\d{2}:\d{2}", bars[-1]), screen
+    assert not [line for line in screen if "Session" in line and "Importing" in line], screen
+
+
+def test_import_again_reports_what_the_server_stored(memanto: Memanto, tmp_path: Path) -> None:
+    agent = unique_agent("reimport")
+    memories = tmp_path / "seven.jsonl"
+    memories.write_text("".join(json.dumps({"content": f"Imported twice, stored once: {i}"}) + "\n" for i in range(7)))
+
+    first = memanto.ok("import", str(memories), "--agent", agent).stdout
+    assert first == f"✓ Imported into agent '{agent}': 7 new, 0 already stored\n"
+    again = memanto.ok("import", str(memories), "--agent", agent).stdout
+    assert again == f"✓ Imported into agent '{agent}': 0 new, 7 already stored\n"
+    assert "Imported 7" not in again
+    assert memanto.json("agent", "show", agent)["memory_count"] == 7
+
+
+def test_status_words_are_capitals_in_every_line_and_table(
+    memanto: Memanto, tmp_path: Path, server_url: str, owner: OwnerKey
+) -> None:
+    agent = unique_agent("words")
+    memanto.ok("agent", "activate", agent, "--hours", "0.0006")  # about 2 s, then it runs out
+    runs_out = parse_z(memanto.config()["agents"][agent]["expires_at"])
+    time.sleep(max(0.0, (runs_out - datetime.now(UTC)).total_seconds() + SECOND_ROUNDING))
+    memanto.ok("agent", "activate", agent)  # the expired one is recorded as such
+    memanto.ok("agent", "activate", agent)  # supersedes the second
+    memanto.ok("agent", "deactivate", agent)
+    assert field(memanto.ok("agent", "show", agent).stdout, "Status") == "INACTIVE"
+    memanto.ok("agent", "activate", agent)
+
+    history = memanto.ok("agent", "sessions", agent).stdout
+    statuses = re.findall(r"^\s*sess_\S+\s+(\S+)", history, re.MULTILINE)
+    assert statuses == ["ACTIVE", "DEACTIVATED", "SUPERSEDED", "EXPIRED"], history
+    # ACTIVE in `agent show`, `session info` and `status`: test_seed_life_cycle.
+    elsewhere = Memanto(tmp_path / "elsewhere", server_url, owner.key)
+    assert field(elsewhere.ok("status", "--agent", agent).stdout, "Status") == "INACTIVE (no session on this machine)"
+
+
+def test_config_set_help_fits_an_80_column_terminal(memanto: Memanto) -> None:
+    shown = memanto.ok("config", "set", "--help", COLUMNS="80").stdout
+    assert max(len(line) for line in shown.splitlines()) <= 80, shown
+    assert shown.startswith("Usage: memanto config set [OPTIONS] KEY VALUE\n")
+    for key in ("server_url", "api_key", "active_agent", "renew_threshold_minutes", "default_hours"):
+        assert re.search(rf"^\s+{key}\s+\S", shown, re.MULTILINE), f"{key} is not listed whole:\n{shown}"
+
+
+def test_every_help_fits_an_80_column_terminal() -> None:
+    runner = CliRunner()
+    groups: list[tuple[str, ...]] = [()]
+    while groups:
+        path = groups.pop()
+        result = runner.invoke(memanto_cli, [*path, "--help"], terminal_width=80)
+        assert result.exit_code == 0, result.output
+        too_wide = [line for line in result.output.splitlines() if len(line) > 80]
+        assert too_wide == [], f"memanto {' '.join(path)} --help:\n{result.output}"
+        command = memanto_cli
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        groups += [(*path, name) for name in getattr(command, "commands", {})]
+
+
+def test_whole_numbers_print_whole(memanto: Memanto) -> None:
+    def config(*args: str) -> str:  # in-process: the configuration commands need no server
+        result = CliRunner().invoke(memanto_cli, ["config", *args], env=memanto.env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert config("set", "default_hours", "6") == "✓ default_hours = 6\n"
+    assert json.loads(config("set", "default_hours", "6", "--json")) == {"key": "default_hours", "value": 6}
+    assert field(config("show"), "default_hours") == "6"
+    assert config("set", "renew_threshold_minutes", "2.5") == "✓ renew_threshold_minutes = 2.5\n"
+    assert config("unset", "renew_threshold_minutes") == "✓ renew_threshold_minutes unset (default 60)\n"
+    assert json.loads(config("show", "--json"))["renew_threshold_minutes"] == 60
+
+    memanto.ok("agent", "activate", unique_agent("numbers"))
+    for given, shown in [(None, "0.8"), ("1", "1")]:
+        extra = ("--confidence", given) if given else ()
+        memory_id = memanto.json("remember", f"confidence {given}", *extra)["memory_id"]
+        assert field(memanto.ok("memory", "show", memory_id).stdout, "Confidence") == shown
+    assert field(memanto.ok("session", "extend", "--hours", "2").stdout, "Hours Added") == "2"

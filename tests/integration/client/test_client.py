@@ -97,64 +97,27 @@ class FlakyProxy:
         self.attempts: list[tuple[float, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._http = httpx.Client(base_url=upstream, timeout=15)
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                action = "forward"
-                if self.path.split("?")[0].endswith(proxy.match):
-                    with proxy._lock:
-                        proxy.attempts.append((time.monotonic(), {k.lower(): v for k, v in self.headers.items()}))
-                        if proxy.plan:
-                            action = proxy.plan.pop(0)
-                upstream = None
-                if action in ("forward", "forward-503", "forward-slow"):
-                    headers = {
-                        k: v
-                        for k, v in self.headers.items()
-                        if k.lower() not in ("host", "content-length", "connection", "accept-encoding")
-                    }
-                    upstream = proxy._http.request(self.command, self.path, headers=headers, content=body)
-                if action == "forward-slow":
-                    time.sleep(proxy.slow_seconds)
-                if action in ("forward", "forward-slow") and upstream is not None:
-                    self._reply(upstream.status_code, upstream.content, upstream.headers)
-                else:
-                    problem = {
-                        "type": "https://memanto.dev/problems/dependency-unavailable",
-                        "title": "Service unavailable",
-                        "status": 503,
-                        "detail": "the proxy says: try again shortly",
-                        "code": "dependency_unavailable",
-                    }
-                    self._reply(
-                        503,
-                        json.dumps(problem).encode(),
-                        {"content-type": "application/problem+json", "retry-after": "1"},
-                    )
-
-            def _reply(self, status: int, content: bytes, headers: Any) -> None:
-                try:
-                    self.send_response(status)
-                    for name in ("content-type", "retry-after", "x-session-expires-at", "idempotent-replayed"):
-                        if name in headers:
-                            self.send_header(name, headers[name])
-                    self.send_header("Content-Length", str(len(content)))
-                    self.end_headers()
-                    self.wfile.write(content)
-                except OSError:  # the client gave up waiting
-                    self.close_connection = True
-
-            do_GET = do_POST = do_PATCH = do_DELETE = _handle
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        handler = type("Handler", (_ProxyHandler,), {"proxy": self})
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = False  # server_close() waits for every handler
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def action(self, path: str, headers: dict[str, str]) -> str:
+        """What to do with a request: the plan's next action for a matching path, else forward."""
+        if not path.split("?")[0].endswith(self.match):
+            return "forward"
+        with self._lock:
+            self.attempts.append((time.monotonic(), headers))
+            return self.plan.pop(0) if self.plan else "forward"
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+        kept = {
+            k: v
+            for k, v in headers.items()
+            if k.lower() not in ("host", "content-length", "connection", "accept-encoding")
+        }
+        return self._http.request(method, path, headers=kept, content=body)
 
     def __enter__(self) -> FlakyProxy:
         self._thread.start()
@@ -165,6 +128,50 @@ class FlakyProxy:
         self._server.server_close()
         self._thread.join(timeout=5)
         self._http.close()
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """One request through a `FlakyProxy` (set as the class attribute `proxy`)."""
+
+    proxy: FlakyProxy
+    UNAVAILABLE = {
+        "type": "https://memanto.dev/problems/dependency-unavailable",
+        "title": "Service unavailable",
+        "status": 503,
+        "detail": "the proxy says: try again shortly",
+        "code": "dependency_unavailable",
+    }
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        action = self.proxy.action(self.path, {k.lower(): v for k, v in self.headers.items()})
+        upstream = None
+        if action != "503":
+            upstream = self.proxy.forward(self.command, self.path, dict(self.headers.items()), body)
+        if action == "forward-slow":
+            time.sleep(self.proxy.slow_seconds)
+        if upstream is not None and action in ("forward", "forward-slow"):
+            self._reply(upstream.status_code, upstream.content, upstream.headers)
+        else:
+            headers = {"content-type": "application/problem+json", "retry-after": "1"}
+            self._reply(503, json.dumps(self.UNAVAILABLE).encode(), headers)
+
+    def _reply(self, status: int, content: bytes, headers: Any) -> None:
+        try:
+            self.send_response(status)
+            for name in ("content-type", "retry-after", "x-session-expires-at", "idempotent-replayed"):
+                if name in headers:
+                    self.send_header(name, headers[name])
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+        except OSError:  # the client gave up waiting
+            self.close_connection = True
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _handle
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,9 +194,39 @@ def test_life_cycle_through_a_handle(client: MemantoClient) -> None:
     assert log.kinds == ["activated"]
     assert agent.token == log.activations[0].session_token
     assert agent.session_id == stored.session_id == log.activations[0].session_id
+    assert agent.replaced_because is None  # the handle's first session replaced nothing
     assert agent.expires_at is not None
     assert timedelta(hours=5.9) < agent.expires_at - datetime.now(UTC) <= timedelta(hours=6)
 
+    _recall_answer_current_extend(client, agent, stored, log)
+
+    ended = agent.deactivate()
+    assert isinstance(ended, EndedSession)
+    assert ended.session_id == stored.session_id
+    assert ended.end_reason == "deactivated"
+    assert ended.memories_stored == 1
+    assert ended.memories_retrieved == 2
+    assert agent.token is None
+    assert agent.expires_at is None
+
+    # The agent and its history are there through the API key routes.
+    detail = client.get_agent(agent_id)
+    assert detail.memory_count == 1
+    assert detail.active_session is None
+    history = client.agent_sessions(agent_id)
+    assert [(s.session_id, s.end_reason) for s in history.sessions] == [(stored.session_id, "deactivated")]
+
+    # The next call activates a new session by itself; the memory outlived the first one.
+    again = agent.recall("email")
+    assert again.session_id != stored.session_id
+    assert [m.memory_id for m in again.memories] == [stored.memory_id]
+    assert log.kinds == ["activated", "extended", "activated"]
+    assert agent.replaced_because is None  # a new start after deactivate(), not a replacement
+
+
+def _recall_answer_current_extend(
+    client: MemantoClient, agent: AgentHandle, stored: StoredMemory, log: SessionLog
+) -> None:
     recalled = agent.recall("email")
     assert isinstance(recalled, RecallResult)
     assert [m.memory_id for m in recalled.memories] == [stored.memory_id]
@@ -215,28 +252,6 @@ def test_life_cycle_through_a_handle(client: MemantoClient) -> None:
     assert agent.expires_at - before == timedelta(hours=2)
     assert log.kinds == ["activated", "extended"]
     assert client.current(agent.token or "").extensions == 1
-
-    ended = agent.deactivate()
-    assert isinstance(ended, EndedSession)
-    assert ended.session_id == stored.session_id
-    assert ended.end_reason == "deactivated"
-    assert ended.memories_stored == 1
-    assert ended.memories_retrieved == 2
-    assert agent.token is None
-    assert agent.expires_at is None
-
-    # The agent and its history are there through the API key routes.
-    detail = client.get_agent(agent_id)
-    assert detail.memory_count == 1
-    assert detail.active_session is None
-    history = client.agent_sessions(agent_id)
-    assert [(s.session_id, s.end_reason) for s in history.sessions] == [(stored.session_id, "deactivated")]
-
-    # The next call activates a new session by itself; the memory outlived the first one.
-    again = agent.recall("email")
-    assert again.session_id != stored.session_id
-    assert [m.memory_id for m in again.memories] == [stored.memory_id]
-    assert log.kinds == ["activated", "extended", "activated"]
 
 
 def test_agents_and_sessions_by_api_key(client: MemantoClient) -> None:
@@ -387,6 +402,7 @@ def test_renewal_over_the_lifetime_activates_a_new_session(server: str, owner: O
         assert current.session_id != first.session_id
         assert log.kinds == ["activated"] + ["extended"] * 6 + ["activated"]
         assert log.activations[-1].session_id == current.session_id == agent.session_id
+        assert agent.replaced_because == "extension_refused"
 
 
 def test_reactivation_after_expiry(server: str, owner: OwnerKey) -> None:
@@ -418,18 +434,26 @@ def test_reactivation_after_expiry(server: str, owner: OwnerKey) -> None:
         assert second.session_id != first.session_id
         assert own_log.kinds == ["activated", "activated"]
         assert own_log.activations[-1].session_id == second.session_id
+        assert own.replaced_because == "session_expired"  # it saw the expiry pass by itself
 
         stored = stale.remember("after the session ran out")
         assert stored.session_id != short.session_id
         assert stale_log.kinds == ["activated"]
         assert stale.token == stale_log.activations[0].session_token != short.session_token
+        assert stale.replaced_because == "session_expired"  # the server said so
         assert [m.content for m in stale.list_memories().memories] == ["after the session ran out"]
 
 
 def test_reactivation_after_supersede(client: MemantoClient) -> None:
     agent_id = unique_agent("client-supersede")
     log = SessionLog()
-    agent = client.agent(agent_id, on_session=log)
+    reasons: list[str | None] = []  # what the callback reads: the reason is known when it is called
+
+    def on_session(agent_id: str, session: ActivatedSession | ExtendedSession) -> None:
+        log(agent_id, session)
+        reasons.append(agent.replaced_because)
+
+    agent = client.agent(agent_id, on_session=on_session)
     first = agent.remember("one")
     newer = client.activate(agent_id)  # another client takes over the agent
     assert newer.superseded_session_id == first.session_id
@@ -438,6 +462,8 @@ def test_reactivation_after_supersede(client: MemantoClient) -> None:
     assert second.session_id not in (first.session_id, newer.session_id)
     assert log.kinds == ["activated", "activated"]
     assert agent.session_id == second.session_id
+    assert reasons == [None, "session_superseded"]
+    assert agent.replaced_because == "session_superseded"
     with pytest.raises(AuthenticationError) as superseded:
         client.current(newer.session_token)
     assert superseded.value.code == "session_superseded"
@@ -450,6 +476,7 @@ def test_deleted_agent_comes_back_with_a_new_session(client: MemantoClient) -> N
     client.delete_agent(agent_id)  # the token now answers session_ended
     second = agent.remember("two")
     assert second.session_id != first.session_id
+    assert agent.replaced_because == "session_ended"
     assert [m.content for m in agent.list_memories().memories] == ["two"]
 
 
@@ -712,6 +739,7 @@ async def test_async_retries_and_reactivation(server: str, owner: OwnerKey) -> N
             await client.activate(agent_id)  # supersedes the handle's session
             second = await agent.remember("two")
             assert second.session_id != first.session_id
+            assert agent.replaced_because == "session_superseded"
             assert (await agent.current()).memories_stored == 1
             assert len((await agent.list_memories()).memories) == 2
 

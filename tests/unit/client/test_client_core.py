@@ -19,15 +19,9 @@ from memanto_server.client import (
     ServiceUnavailableError,
     ValidationError,
 )
-from memanto_server.client._core import (
-    MAX_WAIT_SECONDS,
-    normalize_base_url,
-    parse_retry_after,
-    parse_time,
-    retry_delay,
-    token_session_id,
-    wire_time,
-)
+from memanto_server.client._sessions import token_session_id
+from memanto_server.client._transport import MAX_WAIT_SECONDS, parse_retry_after, retry_delay
+from memanto_server.client._wire import normalize_base_url, parse_time, wire_time
 from memanto_server.client.errors import error_from_problem
 
 

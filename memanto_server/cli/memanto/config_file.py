@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -120,7 +121,7 @@ def _number(value: str) -> float:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{value!r} is not a number") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise ConfigError(f"{value!r} is not a number")
     return number
 

@@ -1,0 +1,195 @@
+"""The routes of an agent handle: its memories and its own session, on the session the upkeep keeps."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from memanto_server.client._routes import Routes
+from memanto_server.client._sessions import SESSION_GONE_CODES, SessionState, SessionUpkeep
+from memanto_server.client._steps import Notify, Op
+from memanto_server.client._transport import Retry
+from memanto_server.client._wire import drop_none, parse_time, segment, wire_time
+from memanto_server.client.errors import AuthenticationError
+from memanto_server.memories.schemas import (
+    AnswerResult,
+    BatchStored,
+    MemoryPage,
+    MemoryRecord,
+    RecallResult,
+    RememberRequest,
+    StoredMemory,
+)
+from memanto_server.sessions.schemas import CurrentSession, EndedSession, ExtendedSession
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def _agent_path(st: SessionState, suffix: str = "") -> str:
+    return f"/agents/{segment(st.agent_id)}{suffix}"
+
+
+def _memory_path(st: SessionState, memory_id: str) -> str:
+    return _agent_path(st, f"/memories/{segment(memory_id)}")
+
+
+class AgentRoutes:
+    """Every operation of a handle, given the handle's `SessionState`."""
+
+    def __init__(self, routes: Routes, upkeep: SessionUpkeep) -> None:
+        self.routes = routes
+        self.upkeep = upkeep
+
+    # -- the handle's session
+
+    def current(self, st: SessionState) -> Op[CurrentSession]:
+        result = yield from self.upkeep.managed(st, CurrentSession, "GET", "/session/current")
+        st.session_id = result.session_id
+        return result
+
+    def extend(self, st: SessionState, hours: float) -> Op[ExtendedSession]:
+        extended = yield from self.upkeep.managed(
+            st,
+            ExtendedSession,
+            "POST",
+            "/session/extend",
+            renew=False,
+            body={"extend_hours": hours},
+            retry=Retry.UNSAFE,
+        )
+        st.expires_at = parse_time(extended.expires_at)
+        if st.on_session is not None:
+            yield Notify(st.on_session, st.agent_id, extended)
+        return extended
+
+    def deactivate(self, st: SessionState) -> Op[EndedSession]:
+        token = st.token
+        try:
+            ended = yield from self.routes.deactivate(st.agent_id, token)
+        except AuthenticationError as exc:
+            if token is not None and exc.code in SESSION_GONE_CODES and st.token == token:
+                st.clear()  # the token is dead either way
+            raise
+        if st.token == token:
+            st.clear()
+        return ended
+
+    # -- memories
+
+    def remember(
+        self,
+        st: SessionState,
+        content: str,
+        *,
+        type: str = "fact",
+        title: str | None = None,
+        tags: Sequence[str] | None = None,
+        confidence: float | None = None,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Op[StoredMemory]:
+        body = drop_none(
+            {
+                "content": content,
+                "type": type,
+                "title": title,
+                "tags": list(tags) if tags is not None else None,
+                "confidence": confidence,
+                "source": source,
+                "metadata": dict(metadata) if metadata is not None else None,
+            }
+        )
+        # One key for every attempt of this call, re-activations included: stored once.
+        key = idempotency_key or str(uuid.uuid4())
+        return self.upkeep.managed(
+            st,
+            StoredMemory,
+            "POST",
+            _agent_path(st, "/remember"),
+            body=body,
+            headers={IDEMPOTENCY_HEADER: key},
+            retry=Retry.SAFE,
+        )
+
+    def batch_remember(
+        self, st: SessionState, memories: Sequence[Mapping[str, Any] | RememberRequest]
+    ) -> Op[BatchStored]:
+        items = [m if isinstance(m, RememberRequest) else dict(m) for m in memories]
+        # Items that all carry their own idempotency_key make the whole batch safe to repeat.
+        keyed = bool(items) and all(
+            (m.idempotency_key if isinstance(m, RememberRequest) else m.get("idempotency_key")) for m in items
+        )
+        return self.upkeep.managed(
+            st,
+            BatchStored,
+            "POST",
+            _agent_path(st, "/batch-remember"),
+            body={"memories": items},
+            retry=Retry.SAFE if keyed else Retry.UNSAFE,
+        )
+
+    def recall(
+        self,
+        st: SessionState,
+        query: str,
+        *,
+        limit: int = 10,
+        type: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        min_score: float | None = None,
+        cursor: str | None = None,
+    ) -> Op[RecallResult]:
+        body = drop_none(
+            {
+                "query": query,
+                "limit": limit,
+                "type": type if type is None or isinstance(type, str) else list(type),
+                "tags": list(tags) if tags is not None else None,
+                "created_after": wire_time(created_after) if created_after is not None else None,
+                "created_before": wire_time(created_before) if created_before is not None else None,
+                "min_score": min_score,
+                "cursor": cursor,
+            }
+        )
+        return self.upkeep.managed(st, RecallResult, "POST", _agent_path(st, "/recall"), body=body, retry=Retry.UNSAFE)
+
+    def answer(self, st: SessionState, question: str, limit: int = 5) -> Op[AnswerResult]:
+        body = {"question": question, "limit": limit}
+        return self.upkeep.managed(st, AnswerResult, "POST", _agent_path(st, "/answer"), body=body, retry=Retry.UNSAFE)
+
+    def list_memories(
+        self,
+        st: SessionState,
+        *,
+        type: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> Op[MemoryPage]:
+        params: list[tuple[str, Any]] = [("type", value) for value in ([type] if isinstance(type, str) else type or [])]
+        params.extend(("tags", tag) for tag in tags or [])
+        if created_after is not None:
+            params.append(("created_after", wire_time(created_after)))
+        if created_before is not None:
+            params.append(("created_before", wire_time(created_before)))
+        params += [("limit", limit), ("cursor", cursor)]
+        return self.upkeep.managed(st, MemoryPage, "GET", _agent_path(st, "/memories"), params=params)
+
+    def get_memory(self, st: SessionState, memory_id: str) -> Op[MemoryRecord]:
+        return self.upkeep.managed(st, MemoryRecord, "GET", _memory_path(st, memory_id))
+
+    def update_memory(self, st: SessionState, memory_id: str, fields: Mapping[str, Any]) -> Op[MemoryRecord]:
+        if not fields:
+            raise ValueError("update_memory needs at least one field to change")
+        body = {k: list(v) if k == "tags" and v is not None else v for k, v in fields.items()}
+        return self.upkeep.managed(st, MemoryRecord, "PATCH", _memory_path(st, memory_id), body=body)
+
+    def delete_memory(self, st: SessionState, memory_id: str) -> Op[None]:
+        return self.upkeep.managed(st, None, "DELETE", _memory_path(st, memory_id))

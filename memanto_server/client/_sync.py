@@ -1,0 +1,342 @@
+"""`MemantoClient` and its `AgentHandle`: the synchronous driver of the shared core.
+
+Each public method hands an operation of the core (`_core.py`) to `_run`, which performs
+the I/O steps the operation asks for. Nothing about requests, answers, retries or sessions
+is decided here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from memanto_server.agents.schemas import AgentDetail, AgentList, AgentSummary
+from memanto_server.client._core import ClientCore
+from memanto_server.client._sessions import HandleView, SessionState
+from memanto_server.client._steps import Lock, Notify, OnSession, Op, Outcome, Send, Sleep, Step, T, Unlock
+from memanto_server.client._transport import DEFAULT_HEADERS
+from memanto_server.client._wire import DEFAULT_BASE_URL
+from memanto_server.memories.schemas import (
+    AnswerResult,
+    BatchStored,
+    MemoryPage,
+    MemoryRecord,
+    RecallResult,
+    RememberRequest,
+    StoredMemory,
+)
+from memanto_server.sessions.schemas import (
+    ActivatedSession,
+    CurrentSession,
+    EndedSession,
+    ExtendedSession,
+    SessionHistory,
+)
+
+
+class _HeldLock:
+    """A handle's session lock as one operation takes and gives it back (client calls have none)."""
+
+    def __init__(self, lock: threading.Lock | None) -> None:
+        self.lock = lock
+        self.held = False
+
+    def take(self) -> None:
+        if self.lock is not None:
+            self.lock.acquire()
+            self.held = True
+
+    def give(self) -> None:
+        if self.held and self.lock is not None:
+            self.lock.release()
+            self.held = False
+
+
+class MemantoClient:
+    """A synchronous client of a Memanto server.
+
+    >>> with MemantoClient("http://127.0.0.1:8000", api_key="mk_…") as client:
+    ...     agent = client.agent("customer-support")
+    ...     agent.remember("Customer prefers email", type="preference")
+    ...     agent.recall("how to contact the customer").memories
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        renew_threshold_minutes: float = 60.0,
+        default_hours: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._core = ClientCore(
+            base_url,
+            api_key,
+            max_retries=max_retries,
+            renew_threshold_minutes=renew_threshold_minutes,
+            default_hours=default_hours,
+        )
+        self._http = httpx.Client(
+            base_url=self._core.base_url, timeout=timeout, transport=transport, headers=DEFAULT_HEADERS
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._core.base_url
+
+    def _run(self, op: Op[T], lock: threading.Lock | None = None) -> T:
+        held = _HeldLock(lock)
+        outcome: Outcome = None
+        try:
+            while True:
+                try:
+                    step = op.send(outcome)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                outcome = self._perform(step, held)
+        finally:
+            held.give()
+            op.close()
+
+    def _perform(self, step: Step, held: _HeldLock) -> Outcome:
+        if isinstance(step, Send):
+            try:
+                return self._http.request(
+                    step.method, step.path, params=step.params, content=step.content, headers=step.headers
+                )
+            except httpx.TransportError as exc:
+                return exc
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+        elif isinstance(step, Lock):
+            held.take()
+        elif isinstance(step, Unlock):
+            held.give()
+        elif isinstance(step, Notify):
+            step.callback(step.agent_id, step.session)
+        return None
+
+    # -- life cycle
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- service
+
+    def health(self) -> dict[str, Any]:
+        """`GET /health/ready`: its JSON, also when the server answers 503 (a backend is down)."""
+        return self._run(self._core.routes.health())
+
+    # -- agents (API key)
+
+    def create_agent(self, agent_id: str, description: str | None = None) -> AgentSummary:
+        return self._run(self._core.routes.create_agent(agent_id, description))
+
+    def list_agents(self, limit: int = 50, cursor: str | None = None) -> AgentList:
+        return self._run(self._core.routes.list_agents(limit, cursor))
+
+    def get_agent(self, agent_id: str) -> AgentDetail:
+        return self._run(self._core.routes.get_agent(agent_id))
+
+    def delete_agent(self, agent_id: str) -> None:
+        self._run(self._core.routes.delete_agent(agent_id))
+
+    def agent_sessions(self, agent_id: str, limit: int = 20, cursor: str | None = None) -> SessionHistory:
+        return self._run(self._core.routes.agent_sessions(agent_id, limit, cursor))
+
+    # -- sessions
+
+    def activate(self, agent_id: str, duration_hours: float | None = None) -> ActivatedSession:
+        return self._run(self._core.routes.activate(agent_id, duration_hours))
+
+    def current(self, token: str) -> CurrentSession:
+        return self._run(self._core.routes.current(token))
+
+    def extend(self, token: str, hours: float) -> ExtendedSession:
+        return self._run(self._core.routes.extend(token, hours))
+
+    def deactivate(self, agent_id: str, token: str | None = None) -> EndedSession:
+        """End the agent's session: with its token, or (token None) whatever session it has."""
+        return self._run(self._core.routes.deactivate(agent_id, token))
+
+    def agent(
+        self,
+        agent_id: str,
+        *,
+        token: str | None = None,
+        on_session: OnSession | None = None,
+        expires_at: datetime | str | None = None,
+    ) -> AgentHandle:
+        """A handle that keeps `agent_id`'s session alive by itself (see `AgentHandle`)."""
+        return AgentHandle(self, SessionState(agent_id, token, expires_at=expires_at, on_session=on_session))
+
+
+class AgentHandle(HandleView):
+    """One agent's memories through a session the handle manages.
+
+    Before each call it activates a session when it has none, and extends the session when
+    less than `renew_threshold_minutes` is left (activating a new one when the extension
+    is refused as over the session's lifetime). When the server says the session is gone
+    (`session_expired`, `session_ended`, `session_superseded`, `invalid_token`), it
+    activates a new session once and retries the call. `on_session(agent_id, session)` is
+    called with the `ActivatedSession` of every activation and the `ExtendedSession` of
+    every extension, so a caller can keep the token; `replaced_because` says why a new
+    session replaced the old one.
+    """
+
+    def __init__(self, client: MemantoClient, state: SessionState) -> None:
+        self._client = client
+        self._core = client._core
+        self._state = state
+        self._lock = threading.Lock()
+
+    def _run(self, op: Op[T]) -> T:
+        return self._client._run(op, self._lock)
+
+    def ensure_session(self) -> str:
+        """Make sure a live session is at hand (activating or extending as needed); its token."""
+        return self._run(self._core.upkeep.prepare(self._state))
+
+    def remember(
+        self,
+        content: str,
+        *,
+        type: str = "fact",
+        title: str | None = None,
+        tags: Sequence[str] | None = None,
+        confidence: float | None = None,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> StoredMemory:
+        return self._run(
+            self._core.agents.remember(
+                self._state,
+                content,
+                type=type,
+                title=title,
+                tags=tags,
+                confidence=confidence,
+                source=source,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def batch_remember(self, memories: Sequence[Mapping[str, Any] | RememberRequest]) -> BatchStored:
+        return self._run(self._core.agents.batch_remember(self._state, memories))
+
+    def recall(
+        self,
+        query: str,
+        *,
+        limit: int = 10,
+        type: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        min_score: float | None = None,
+        cursor: str | None = None,
+    ) -> RecallResult:
+        return self._run(
+            self._core.agents.recall(
+                self._state,
+                query,
+                limit=limit,
+                type=type,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                min_score=min_score,
+                cursor=cursor,
+            )
+        )
+
+    def answer(self, question: str, limit: int = 5) -> AnswerResult:
+        return self._run(self._core.agents.answer(self._state, question, limit))
+
+    def list_memories(
+        self,
+        *,
+        type: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> MemoryPage:
+        return self._run(
+            self._core.agents.list_memories(
+                self._state,
+                type=type,
+                tags=tags,
+                limit=limit,
+                cursor=cursor,
+                created_after=created_after,
+                created_before=created_before,
+            )
+        )
+
+    def iter_memories(
+        self,
+        *,
+        type: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        limit: int = 100,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> Iterator[MemoryRecord]:
+        """Every memory, newest first, fetched `limit` at a time (following `next_cursor`)."""
+        cursor: str | None = None
+        while True:
+            page = self.list_memories(
+                type=type,
+                tags=tags,
+                limit=limit,
+                cursor=cursor,
+                created_after=created_after,
+                created_before=created_before,
+            )
+            yield from page.memories
+            cursor = page.next_cursor
+            if not cursor:
+                return
+
+    def get_memory(self, memory_id: str) -> MemoryRecord:
+        return self._run(self._core.agents.get_memory(self._state, memory_id))
+
+    def update_memory(self, memory_id: str, **fields: Any) -> MemoryRecord:
+        """Change any of `content`, `type`, `title`, `tags`, `confidence`, `source`, `metadata`
+        (`None` clears the nullable ones)."""
+        return self._run(self._core.agents.update_memory(self._state, memory_id, fields))
+
+    def delete_memory(self, memory_id: str) -> None:
+        self._run(self._core.agents.delete_memory(self._state, memory_id))
+
+    def current(self) -> CurrentSession:
+        return self._run(self._core.agents.current(self._state))
+
+    def extend(self, hours: float) -> ExtendedSession:
+        return self._run(self._core.agents.extend(self._state, hours))
+
+    def deactivate(self) -> EndedSession:
+        """End the session (with the handle's token, or the API key alone when it has none).
+        The next call on the handle activates a new one."""
+        return self._run(self._core.agents.deactivate(self._state))
