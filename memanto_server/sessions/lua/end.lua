@@ -1,18 +1,38 @@
 -- End an agent's live session (deactivate, or the agent is being deleted).
--- KEYS[1]  the agent's session hash (see activate.lua); live while e > the server clock
--- ARGV     session_id, or '' to end whichever session is live
--- Returns  {1, sid, created, expires, stored, retrieved, extensions} when ended,
---          {0} when none was live, {-1} when the given session is no longer the live one.
--- An ended session's hash is deleted: the caller records its end and final counters from
--- this reply. One that has run out is left alone: the expiry sweeper still needs its counters.
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local h = redis.call('HMGET', KEYS[1], 'sid', 'c', 'e', 's', 'r', 'x')
-if not h[1] or tonumber(h[3]) <= now then
+-- KEYS[1]  the agent's session hash (common.lua)
+-- ARGV     session_id, or '' to end whichever session is live; ended_ms
+-- Returns  {1, record…} ended now; {2, record…} it had been ended before and its tombstone
+--          is still kept (a retry, or a repeat: recording it again is a no-op in the history);
+--          {0} when none is live, {-1} when the given session is no longer the live one.
+--          record (common.lua): the ended session ('deactivated'), then the session it had
+--          replaced if it still carried it (never used: its end may not be recorded).
+-- The hash is not deleted but marked ended (d): a tombstone until its TTL, so that the end
+-- and the final counters can be recorded by a retry, the next activation or the sweeper
+-- when recording them failed. A session that has run out is left alone: the expiry
+-- sweeper records it.
+local now = clock_ms()
+local h = redis.call('HMGET', KEYS[1], 'sid', 'c', 'e', 's', 'r', 'x', 'd', 'p', 'q')
+if not h[1] then
+  return {0}
+end
+local function reply(status, ended)
+  local out = {status, 'deactivated', h[1], h[2], h[3], h[4], h[5], h[6], ended}
+  if h[8] then
+    append(out, unpack_record(h[8], h[9]))
+  end
+  return out
+end
+if h[7] then
+  if ARGV[1] == '' or ARGV[1] == h[1] then
+    return reply(2, h[7])
+  end
+  return {0}
+end
+if tonumber(h[3]) <= now then
   return {0}
 end
 if ARGV[1] ~= '' and h[1] ~= ARGV[1] then
   return {-1}
 end
-redis.call('DEL', KEYS[1])
-return {1, h[1], h[2], h[3], h[4], h[5], h[6]}
+redis.call('HSET', KEYS[1], 'd', ARGV[2])
+return reply(1, ARGV[2])
