@@ -21,6 +21,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 
 @dataclass
@@ -200,3 +201,23 @@ def tcp_proxy(upstream_host: str, upstream_port: int) -> Iterator[TcpProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    """`url` (postgresql://… or redis://…) with its host and port replaced by the proxy's."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@127.0.0.1:{proxy.port}" if userinfo else f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def upstream_of(url: str) -> tuple[str, int]:
+    """The host and port `url` names (a proxy's upstream)."""
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (6379 if parts.scheme.startswith("redis") else 5432)
+
+
+# What Postgres sends each connection on a fast shutdown (or pg_terminate_backend) before it
+# closes it: ErrorResponse, FATAL, SQLSTATE 57P01.
+_SHUTDOWN_FIELDS = b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0"
+POSTGRES_ADMIN_SHUTDOWN = b"E" + (len(_SHUTDOWN_FIELDS) + 4).to_bytes(4, "big") + _SHUTDOWN_FIELDS
