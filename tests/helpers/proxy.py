@@ -36,13 +36,19 @@ class _Link:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter
     cut_on_reply: bool = False
+    cut: bool = False  # by a fault: dropped at once, as a network cut would
     tail: bytes = b""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def close(self) -> None:
+        """Dropped (a cut), or closed in order: what one side sent before it closed still
+        reaches the other, as on a direct connection (a backend still runs it)."""
         for writer in (self.client, self.server):
             with contextlib.suppress(Exception):
-                writer.transport.abort()
+                if self.cut:
+                    writer.transport.abort()
+                else:
+                    writer.close()
 
 
 class TcpProxy:
@@ -135,6 +141,7 @@ class TcpProxy:
 
     def _close_all(self) -> None:
         for link in list(self._links):
+            link.cut = True
             link.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -176,6 +183,7 @@ class TcpProxy:
                 fault = self._fault_for(link, data)
                 if fault is not None and not fault.after_reply:
                     self.cuts += 1
+                    link.cut = True
                     return
                 if fault is not None:
                     link.cut_on_reply = True
@@ -187,6 +195,7 @@ class TcpProxy:
             while data := await reader.read(65536):
                 if link.cut_on_reply:
                     self.cuts += 1
+                    link.cut = True
                     return
                 link.client.write(data)
                 await link.client.drain()
