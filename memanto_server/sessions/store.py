@@ -1,8 +1,14 @@
 """Live sessions in Redis.
 
 Per agent, one key: the hash `sess:{owner:agent}` (the hash tag keeps an agent's session
-in one Redis Cluster slot) with the session's id, times and counters (sessions/lua/common.lua
-lists its fields).
+in one Redis Cluster slot), with fields
+
+- `sid`, `c`, `e`, `m`: the session id; created, expires, latest allowed expiry (ms since the epoch);
+- `s`, `r`, `x`: memories stored and retrieved, extensions;
+- `k`: delivery ids of the last state-changing calls (lua/delivery.lua), so that a call
+  delivered twice applies once;
+- `d`: set when the session is ended (deactivated); the hash is then its tombstone;
+- `p`, `q`: the session this one replaced (lua/records.lua), until this one is first used.
 
 - The session is live while it is not ended and its expiry is after the Redis server's
   clock: every script reads `TIME` and decides, so a session is live or not for all
@@ -10,7 +16,10 @@ lists its fields).
 - the hash's native TTL is the expiry plus a retention window, so that an expired
   session's final counters can still be recorded (expiry sweeper, next activation) and
   are then gone by themselves. A deactivated session stays as a tombstone until then,
-  so that its end can be recorded again when recording it failed.
+  so that its end can be recorded again when recording it failed (a retried deactivate,
+  the next activation, the sweeper). An activation keeps the session it replaced beside
+  the new one until the new one is first used: the token's use proves the activation
+  answered, which it does only once it has recorded that session's end.
 
 Every read-check-write is one Lua script (EVALSHA, loaded once) over that key, so the
 rules hold with many app instances and on Redis Cluster; memanto_server/lib/redis_scripts.py sends the
@@ -42,10 +51,22 @@ from memanto_server.sessions.takebacks import PendingTakeBacks, TakeBack
 RECORD_FIELDS = 8
 
 
+# The helpers each script is loaded with (prepended: a script is one Lua chunk). Each helper
+# is a closure made on every call, which Redis charges for, so a script gets only its own.
+_HELPERS = {
+    "activate.lua": ("delivery.lua", "records.lua"),
+    "touch.lua": ("delivery.lua",),
+    "extend.lua": ("delivery.lua",),
+    "take_back.lua": ("delivery.lua",),
+    "end.lua": ("records.lua",),
+    "peek.lua": (),
+}
+
+
 def script_source(name: str) -> str:
-    """The Lua source the store loads for `name` (`touch.lua`, …): common.lua, then the script."""
+    """The Lua source the store loads for `name` (`touch.lua`, …): its helpers, then the script."""
     lua = resources.files("memanto_server.sessions").joinpath("lua")
-    return lua.joinpath("common.lua").read_text() + "\n" + lua.joinpath(name).read_text()
+    return "\n".join(lua.joinpath(part).read_text() for part in (*_HELPERS[name], name))
 
 
 class LiveState(msgspec.Struct, frozen=True):
@@ -164,7 +185,8 @@ class SessionStore:
     ) -> Activated:
         """Make `session_id` the agent's live session; return the sessions it ended, for the history."""
         key = self.key(owner_id, agent_id)
-        await self._take_backs.settle(key)
+        if key in self._take_backs:
+            await self._take_backs.settle(key)
         reply, _ = await self._activate.call_once(
             keys=[key], args=[session_id, created_ms, expires_ms, max_expires_ms, self._retain_ms]
         )
@@ -179,7 +201,8 @@ class SessionStore:
         if not stored and not retrieved:
             reply = await self._touch(keys=[key], args=[session_id, 0, 0, ""])
         else:
-            await self._take_backs.settle(key)
+            if key in self._take_backs:
+                await self._take_backs.settle(key)
             try:
                 reply, delivery = await self._touch.call_once(keys=[key], args=[session_id, stored, retrieved])
             except OutcomeUnknown as exc:
@@ -207,7 +230,8 @@ class SessionStore:
         self, owner_id: str, agent_id: str, session_id: str, add_ms: int
     ) -> Extended | OverLifetime | Miss:
         key = self.key(owner_id, agent_id)
-        await self._take_backs.settle(key)
+        if key in self._take_backs:
+            await self._take_backs.settle(key)
         try:
             reply, _ = await self._extend.call_once(keys=[key], args=[session_id, add_ms, self._retain_ms])
         except OutcomeUnknown as exc:
@@ -229,7 +253,8 @@ class SessionStore:
         live: it stays kept for the expiry sweeper.
         """
         key = self.key(owner_id, agent_id)
-        await self._take_backs.settle(key)
+        if key in self._take_backs:
+            await self._take_backs.settle(key)
         reply = await self._end(keys=[key], args=[session_id or "", ended_ms])
         if reply[0] not in (1, 2):
             return Miss(reply[0])

@@ -57,6 +57,10 @@ class PendingTakeBacks:
     def __len__(self) -> int:
         return self._count
 
+    def __contains__(self, key: str) -> bool:
+        """Whether take-backs wait for `key` (cheap: asked before every counting call)."""
+        return key in self._pending
+
     def add(self, key: str, item: TakeBack) -> None:
         """Keep `item` until Redis confirms it."""
         self._pending.setdefault(key, []).append(item)

@@ -1,10 +1,11 @@
 -- Read an agent's session state without changing it.
--- KEYS[1]  the agent's session hash (common.lua)
+-- KEYS[1]  the agent's session hash (store.py lists its fields)
 -- Returns  {live_sid or '', sid, created, expires, stored, retrieved, extensions, ended or '',
 --          p or '', q or ''}, or {''} when no state is kept.
 -- The state of a session that has expired or ended is kept until the hash's TTL, so this
 -- is also how the expiry sweeper reads a session's final counters.
-local now = clock_ms()
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local h = redis.call('HMGET', KEYS[1], 'sid', 'c', 'e', 's', 'r', 'x', 'd', 'p', 'q')
 if not h[1] then
   return {''}

@@ -3,19 +3,20 @@
 -- one), and for a call whose replies were lost (the client was answered 503 and will send
 -- it again): the call must then count as if it had never been made, however late its
 -- first delivery reaches Redis.
--- KEYS[1]  the agent's session hash (common.lua)
+-- KEYS[1]  the agent's session hash (store.py lists its fields)
 -- ARGV     delivery id of the call, certain ('1' when the call is known to have run),
 --          session_id, stored_delta, retrieved_delta, extend_ms, retain_ms
 -- Returns  {1, created, expires, stored, retrieved, extensions} once taken back (also when
 --          delivered again, or when the call never ran: it is then marked so that it never
 --          will), {0} when the agent holds another session or none: nothing to take back.
-local now = clock_ms()
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local h = redis.call('HMGET', KEYS[1], 'sid', 'c', 'e', 's', 'r', 'x', 'd', 'k')
 if not h[1] or h[1] ~= ARGV[3] then
   return {0}
 end
 local expires, stored, retrieved, extensions = h[3], h[4], h[5], h[6]
-local ran, taken = delivered(h[8], ARGV[1])
+local ran, taken, ring = delivery(h[8], ARGV[1], true)
 if not taken then
   if ran or ARGV[2] == '1' then
     if ARGV[4] ~= '0' then
@@ -31,6 +32,6 @@ if not taken then
       redis.call('PEXPIREAT', KEYS[1], string.format('%d', tonumber(expires) + tonumber(ARGV[7])))
     end
   end
-  redis.call('HSET', KEYS[1], 'k', note_taken_back(h[8], ARGV[1]))
+  redis.call('HSET', KEYS[1], 'k', ring)
 end
 return {1, h[2], expires, stored, retrieved, extensions}
