@@ -96,6 +96,14 @@ async def test_a_deactivate_that_failed_on_postgres_is_completed_by_its_retry(
         # Ended in Redis already: the token no longer works.
         assert_problem(await client.get(f"{API}/session/current", headers=headers), 401, "session_ended")
         postgres.unblock()
+        # Not recorded yet, but the history already tells the true end, from Redis.
+        [pending] = (await client.get(f"{API}/agents/{agent}/sessions", headers=owner.headers)).json()["sessions"]
+        assert (pending["end_reason"], pending["memories_stored"], pending["memories_retrieved"]) == (
+            "deactivated",
+            2,
+            1,
+        )
+        assert (await record(db, session["session_id"]))["end_reason"] is None
 
         retried = await client.post(f"{API}/agents/{agent}/deactivate", headers=headers)
         assert retried.status_code == 200, retried.text
@@ -115,6 +123,7 @@ async def test_a_deactivate_that_failed_on_postgres_is_completed_by_its_retry(
     assert row["ended_at"].replace(microsecond=0) == parse_z(ended["ended_at"])
     [entry] = shown.json()["sessions"]
     assert (entry["end_reason"], entry["ended_at"], entry["memories_stored"]) == ("deactivated", ended["ended_at"], 2)
+    assert pending["ended_at"] == entry["ended_at"]
 
 
 async def test_without_a_retry_the_sweeper_records_the_true_end(
