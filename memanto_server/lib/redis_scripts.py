@@ -39,6 +39,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -121,6 +122,10 @@ class BatchedScript:
         except _LOST as lost:
             if isinstance(lost, RedisBusy):
                 return [lost] * len(calls)
+            if isinstance(self._redis, RedisCluster):
+                # Learn the cluster's layout again first (a node may have failed over), as
+                # redis-py's own retry would.
+                await self._redis.aclose()
             with self._holding({key for call in calls if call.once for key in call.keys}):
                 try:
                     return await self._deliver(calls)
