@@ -11,6 +11,8 @@ import asyncpg
 import msgspec
 import redis.exceptions
 
+from memanto_server.lib.db import DatabaseUnavailable
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -112,23 +114,38 @@ class DependencyUnavailable(MemantoError):
 
 # What a dependency outage looks like from the client libraries' side.
 REDIS_OUTAGE: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
+    redis.exceptions.ConnectionError,  # also a BUSY Redis and a reply lost twice (lib/redis_scripts.py)
     redis.exceptions.TimeoutError,
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
     redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,  # a replica promoted meanwhile: the client reconnects
 )
 POSTGRES_OUTAGE: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,  # refused, unreachable, pool exhausted, connection broken (lib/db.py)
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.QueryCanceledError,  # statement_timeout
+    asyncpg.exceptions.InternalClientError,  # a connection asyncpg lost track of (lib/db.py drops it)
 )
 OUTAGE_ERRORS = (*REDIS_OUTAGE, *POSTGRES_OUTAGE, OSError, asyncio.TimeoutError, TimeoutError)
 
 
 def outage_backend(exc: BaseException) -> str:
-    """The backend an outage error came from, as a metrics label."""
-    return "redis" if isinstance(exc, REDIS_OUTAGE) else "postgres" if isinstance(exc, POSTGRES_OUTAGE) else "other"
+    """The backend an outage error came from, as a metrics label: `redis`, `postgres` or `other`.
+
+    By the error itself, else by what it was raised from or while handling (a bare
+    `OSError` or `TimeoutError` says nothing; the library error under it does)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)):
+            return "redis"
+        if isinstance(current, (*POSTGRES_OUTAGE, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            return "postgres"
+        current = current.__cause__ or current.__context__
+    return "other"

@@ -104,6 +104,7 @@ async def backends(app: Litestar) -> AsyncIterator[None]:
     finally:
         # Every step is bounded: a stuck backend must not keep the process from exiting.
         await services.stop()
+        await services.sessions.close()
         try:
             await asyncio.wait_for(redis.aclose(), timeout=5)
         except TimeoutError:

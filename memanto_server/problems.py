@@ -37,6 +37,15 @@ logger = logging.getLogger("memanto.errors")
 _BACKEND_NAMES = {"redis": "Redis", "postgres": "Postgres", "other": "a backend"}  # as the problem detail says it
 
 
+def _root(exc: BaseException) -> BaseException:
+    """The first error of the chain that `exc` was raised from (what actually failed)."""
+    seen = {id(exc)}
+    while (below := exc.__cause__ or exc.__context__) is not None and id(below) not in seen:
+        seen.add(id(below))
+        exc = below
+    return exc
+
+
 def _problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[Problem]:
     return Response(content=problem, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -63,7 +72,9 @@ def outage_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
     backend = outage_backend(exc)
     which = _BACKEND_NAMES[backend]
     DEPENDENCY_ERRORS.labels(backend).inc()
-    logger.warning("dependency unavailable: %s (%s)", which, type(exc).__name__)
+    cause = _root(exc)
+    because = f"{type(exc).__name__}" if cause is exc else f"{type(exc).__name__} from {type(cause).__name__}"
+    logger.warning("dependency unavailable: %s (%s) on %s %s", which, because, request.method, _route(request))
     retry_after = str(request.app.state.settings.retry_after_seconds)
     return memanto_error_handler(
         request, DependencyUnavailable(f"{which} is unavailable; retry shortly", headers={"Retry-After": retry_after})
@@ -142,10 +153,14 @@ def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Res
     )
 
 
+def _route(request: Request[Any, Any, Any]) -> str:
+    return str(request.scope.get("path_template", "?"))
+
+
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     if isinstance(exc, OUTAGE_ERRORS):
         return outage_handler(request, exc)
-    logger.exception("unhandled error on %s %s", request.method, request.scope.get("path_template", "?"))
+    logger.exception("unhandled error on %s %s", request.method, _route(request))
     return _problem_response(
         Problem(
             type=_type_uri("internal_error"),

@@ -9,11 +9,21 @@
 Both clients get the same timeouts, retry and decoding, so the rest of the app does not
 care which one it has: every multi-key script keeps its keys under one hash tag, and
 PUBLISH/SUBSCRIBE are cluster-wide.
+
+Retry: a command that fails on a connection error or a timeout is sent once more on a
+fresh connection (a pooled connection may have gone stale, say after a Redis restart).
+Such a command may have run, its reply lost: sending it again is blind. Lua scripts go
+through `lib/redis_scripts.py`, which turns this retry off (`retry_off()`) and delivers
+again itself, knowing what it sends: its state-changing scripts carry a delivery id that
+makes a second delivery answer instead of applying again.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
@@ -26,6 +36,7 @@ from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 RedisClient = Redis | RedisCluster
+T = TypeVar("T")
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
@@ -78,6 +89,45 @@ class ReachableCluster(RedisCluster):
         return bool(await super().ping(**kwargs))
 
 
+_RETRY_OFF: ContextVar[bool] = ContextVar("memanto_redis_retry_off", default=False)
+
+
+@contextmanager
+def retry_off() -> Iterator[None]:
+    """Within the block (the current task), a failed command is not sent again: its error is raised."""
+    token = _RETRY_OFF.set(True)
+    try:
+        yield
+    finally:
+        _RETRY_OFF.reset(token)
+
+
+class SwitchableRetry(Retry):
+    """redis-py's retry, off inside `retry_off()`: one attempt, the connection dropped, the error raised.
+
+    Both the single-server client (per connection) and the cluster client (`get_retries()`)
+    ask it at call time, so one object serves both.
+    """
+
+    def get_retries(self) -> int:
+        return 0 if _RETRY_OFF.get() else super().get_retries()
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        if not _RETRY_OFF.get():
+            return await super().call_with_retry(do, fail, is_retryable, with_failure_count)
+        try:
+            return await do()
+        except self._supported_errors as error:
+            await (fail(error, 1) if with_failure_count else fail(error))  # drops the connection
+            raise
+
+
 def is_cluster_url(url: str) -> bool:
     return url.startswith(tuple(f"{scheme}://" for scheme in CLUSTER_SCHEMES))
 
@@ -90,7 +140,7 @@ def open_redis(url: str, *, timeout: float, max_connections: int) -> RedisClient
         "socket_connect_timeout": timeout,
         "health_check_interval": 15,
         "max_connections": max_connections,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+        "retry": SwitchableRetry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "client_name": "memanto-server",
     }

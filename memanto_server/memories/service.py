@@ -2,7 +2,8 @@
 
 Every call runs within the token's live session. A write counts itself in the session
 first (one Redis round trip that also proves the session live) and then commits (one
-statement); if the write fails or turns out to be a replay, the count is taken back.
+statement); if the write fails or turns out to be a replay, that count is taken back
+(once, however often the take-back is delivered, and later if Redis does not answer).
 """
 
 from __future__ import annotations
@@ -133,8 +134,8 @@ class MemoryService:
         try:
             return await write(), state
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._sessions.touch(claims, stored=-count))
+            with contextlib.suppress(Exception):  # kept and made later when Redis does not answer
+                await asyncio.shield(self._sessions.take_back(claims, state, stored=count))
             if isinstance(exc, asyncpg.ForeignKeyViolationError):  # the agent was deleted meanwhile
                 raise Unauthorized("the agent was deleted; its session has ended", code="session_ended") from None
             raise
@@ -151,7 +152,7 @@ class MemoryService:
             ),
         )
         if stored.replayed:  # the first request stored (and counted) it
-            state = await self._sessions.touch(claims, stored=-1)
+            state = await self._sessions.take_back(claims, state, stored=1)
         else:
             MEMORIES_STORED.inc()
         memory = StoredMemory(
@@ -175,7 +176,7 @@ class MemoryService:
         stored = sum(1 for new, given in zip(ids, memory_ids, strict=True) if str(new) == given)
         MEMORIES_STORED.inc(stored)
         if stored < len(memories):  # repeats were counted by the request that first stored them
-            state = await self._sessions.touch(claims, stored=stored - len(memories))
+            state = await self._sessions.take_back(claims, state, stored=len(memories) - stored)
         return BatchStored(
             stored=stored, memory_ids=memory_ids, already_stored=len(memories) - stored
         ), state.expires_ms

@@ -45,7 +45,7 @@ MEMORIES_STORED = Counter("memanto_memories_stored", "Memories stored (idempoten
 RECALL_RESULTS = Counter("memanto_recall_results", "Memories returned by recall and answer")
 DEPENDENCY_ERRORS = Counter(
     "memanto_dependency_errors",
-    "Failures of a backend seen by the app, by backend (postgres, redis, ratelimit, other)",
+    "Failures of a backend seen by the app, by backend (postgres, redis, ratelimit; other: no backend error under it)",
     ["backend"],
 )
 

@@ -5,6 +5,11 @@ claims history rows whose recorded expiry has passed (`FOR UPDATE SKIP LOCKED`, 
 instances never take the same row), asks Redis what became of each, and records the
 expired ones with their final counters, which Redis keeps for a retention window
 after the expiry. A session that was extended meanwhile only gets its new expiry.
+
+It also records what a request could not: a session deactivated while Postgres was
+down (Redis keeps it as a tombstone, with its end and counters), and a session an
+activation replaced without recording it (Redis keeps it beside the new session until
+that one is first used).
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ import random
 from memanto_server.errors import OUTAGE_ERRORS, outage_backend
 from memanto_server.lib.background import BackgroundLoop
 from memanto_server.lib.db import Database
-from memanto_server.lib.timeutil import from_ms, now_ms
+from memanto_server.lib.timeutil import from_ms, now_ms, to_ms
 from memanto_server.ops.metrics import DEPENDENCY_ERRORS, SESSIONS_ENDED
-from memanto_server.sessions.repository import SessionRepository
-from memanto_server.sessions.store import SessionStore
+from memanto_server.sessions.repository import Executor, SessionRepository
+from memanto_server.sessions.store import EndRecord, LiveState, SessionStore
 
 logger = logging.getLogger("memanto.sessions.expiry")
 
@@ -35,33 +40,48 @@ class ExpirySweeper:
         self._loop = BackgroundLoop("session-expiry-sweeper", self._run)
 
     async def sweep_once(self) -> int:
-        """Record what has expired; return how many sessions were recorded."""
-        recorded = ended = 0
+        """Record what has expired (or ended, if recording that failed); return how many sessions were recorded."""
+        recorded = 0
+        ended: list[str] = []  # reasons of what this sweep recorded, counted once committed
         async with self._db.transaction() as conn:
             for due in await self._repository.claim_due(conn, from_ms(now_ms()), BATCH):
                 snapshot = await self._store.peek(due.owner_id, due.agent_id)
-                state = snapshot.state if snapshot.state and snapshot.state.session_id == due.session_id else None
-                if snapshot.live_session_id == due.session_id and state is not None:
-                    await self._repository.sync_expiry(conn, due.owner_id, due.session_id, from_ms(state.expires_ms))
+                if snapshot.live_session_id == due.session_id and snapshot.state is not None:
+                    await self._repository.sync_expiry(
+                        conn, due.owner_id, due.session_id, from_ms(snapshot.state.expires_ms)
+                    )
                     continue
-                if state is None:
+                known = snapshot.end_of(due.session_id)
+                if known is None:
                     # Redis no longer has it (retention passed, or Redis lost its data):
                     # the counters cannot be known any more; the end can.
                     logger.warning("expired session %s recorded without its final counters", due.session_id)
-                ended += await self._repository.end(
-                    due.owner_id,
-                    due.session_id,
-                    ended_at=from_ms(state.expires_ms) if state else due.expires_at,
-                    reason="expired",
-                    expires_at=from_ms(state.expires_ms) if state else due.expires_at,
-                    stored=state.stored if state else 0,
-                    retrieved=state.retrieved if state else 0,
-                    extensions=state.extensions if state else 0,
-                    conn=conn,
-                )
+                    known = EndRecord(
+                        "expired", LiveState(due.session_id, 0, to_ms(due.expires_at), 0, 0, 0), to_ms(due.expires_at)
+                    )
+                # The session the kept one replaced, if its activation may not have recorded it.
+                extra = [snapshot.predecessor] if snapshot.predecessor and snapshot.predecessor is not known else []
+                for record in (known, *extra):
+                    if await self._record(conn, due.owner_id, record):
+                        ended.append(record.reason)
                 recorded += 1
-        SESSIONS_ENDED.labels("expired").inc(ended)  # once committed
+        for reason in ended:
+            SESSIONS_ENDED.labels(reason).inc()
         return recorded
+
+    async def _record(self, conn: Executor, owner_id: str, record: EndRecord) -> bool:
+        state = record.state
+        return await self._repository.end(
+            owner_id,
+            state.session_id,
+            ended_at=from_ms(record.ended_ms),
+            reason=record.reason,
+            expires_at=from_ms(state.expires_ms),
+            stored=state.stored,
+            retrieved=state.retrieved,
+            extensions=state.extensions,
+            conn=conn,
+        )
 
     async def start(self) -> None:
         self._loop.start()

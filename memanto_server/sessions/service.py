@@ -26,7 +26,7 @@ from memanto_server.sessions.schemas import (
     SessionHistory,
     SessionRecord,
 )
-from memanto_server.sessions.store import LiveState, Miss, OverLifetime, SessionStore, Snapshot
+from memanto_server.sessions.store import EndRecord, LiveState, Miss, OverLifetime, SessionStore, Snapshot
 from memanto_server.sessions.tokens import SessionClaims, TokenCodec
 from memanto_server.settings import Settings
 
@@ -62,6 +62,10 @@ class SessionService:
         self._agents = agents
         self._tokens = tokens
 
+    async def close(self) -> None:
+        """Shutdown: stop waiting for Redis to accept pending take-backs."""
+        await self._store.close()
+
     async def activate(
         self, owner: Owner, agent_id: str, duration_hours: float | None, metadata: dict[str, Any] | None
     ) -> ActivatedSession:
@@ -81,7 +85,7 @@ class SessionService:
         # The row exists before the session is live, so whoever supersedes it can end it.
         await self._repository.start(owner.owner_id, agent_id, session_id, from_ms(created), from_ms(expires), metadata)
         try:
-            replaced = await self._store.activate(
+            activated = await self._store.activate(
                 owner.owner_id,
                 agent_id,
                 session_id,
@@ -94,10 +98,11 @@ class SessionService:
                 await asyncio.shield(self._repository.forget(owner.owner_id, session_id))
             raise
         SESSIONS_ACTIVATED.inc()
-        if replaced is not None:
-            # A superseded session ends now; one that had run out ended at its expiry.
-            ended_at = created if replaced.reason == "superseded" else replaced.state.expires_ms
-            await self._record_end(owner.owner_id, replaced.state, replaced.reason, ended_at)
+        # Recorded before the token is handed out: Redis keeps what this activation ended
+        # (with the new session) until the token is first used, so that a retry, the next
+        # activation or the sweeper records it if this fails.
+        for ended in activated.ended:
+            await self._record_end(owner.owner_id, ended)
 
         claims = SessionClaims(owner_id=owner.owner_id, agent_id=agent_id, session_id=session_id)
         return ActivatedSession(
@@ -110,7 +115,7 @@ class SessionService:
             created_at=iso_z(created),
             expires_at=iso_z(expires),
             expires_in_seconds=(expires - created) // 1000,
-            superseded_session_id=(replaced.state.session_id if replaced and replaced.reason == "superseded" else None),
+            superseded_session_id=activated.superseded,
         )
 
     async def touch(self, claims: SessionClaims, *, stored: int = 0, retrieved: int = 0) -> LiveState:
@@ -170,34 +175,48 @@ class SessionService:
         )
 
     async def deactivate(self, owner: Owner, agent_id: str, claims: SessionClaims | None) -> EndedSession:
+        """End the session in Redis first (kept there as a tombstone), then record it: when
+        recording fails (503), the retry finds the tombstone and records the same end."""
         if claims is not None and claims.agent_id != agent_id:
             raise Forbidden("the session token belongs to another agent", code="agent_mismatch")
-        ended = await self._store.end(owner.owner_id, agent_id, claims.session_id if claims is not None else None)
+        ended = await self._store.end(
+            owner.owner_id, agent_id, claims.session_id if claims is not None else None, now_ms()
+        )
         if isinstance(ended, Miss):
             if claims is not None:
-                raise await self._rejection(claims, ended)
+                raise await self._deactivate_rejection(claims, ended)
             if not await self._agents.exists(owner.owner_id, agent_id):
                 raise NotFound(f"agent '{agent_id}' not found", code="agent_not_found")
             raise NotFound(f"agent '{agent_id}' has no active session", code="no_active_session")
-        now = now_ms()
-        await self._record_end(owner.owner_id, ended, "deactivated", now)
-        duration = max(0, (now - ended.created_ms) // 1000)
+        for predecessor in ended.predecessors:
+            await self._record_end(owner.owner_id, predecessor)
+        recorded_now = await self._record_end(owner.owner_id, ended.record)
+        if ended.before and not recorded_now:  # ended and recorded by an earlier call: a repeat
+            if claims is not None:
+                raise Unauthorized("the session was deactivated; activate a new one", code="session_ended")
+            raise NotFound(f"agent '{agent_id}' has no active session", code="no_active_session")
+        state, at = ended.record.state, ended.record.ended_ms
+        duration = max(0, (at - state.created_ms) // 1000)
         return EndedSession(
-            session_id=ended.session_id,
+            session_id=state.session_id,
             agent_id=agent_id,
             status="ended",
             end_reason="deactivated",
-            started_at=iso_z(ended.created_ms),
-            ended_at=iso_z(now),
+            started_at=iso_z(state.created_ms),
+            ended_at=iso_z(at),
             duration_seconds=duration,
             duration=human_duration(duration),
-            memories_stored=ended.stored,
-            memories_retrieved=ended.retrieved,
+            memories_stored=state.stored,
+            memories_retrieved=state.retrieved,
         )
 
     async def end_any(self, owner_id: str, agent_id: str) -> None:
         """End whatever session the agent has (the agent is being deleted)."""
-        await self._store.end(owner_id, agent_id)
+        await self._store.end(owner_id, agent_id, None, now_ms())
+
+    async def take_back(self, claims: SessionClaims, counted: LiveState, *, stored: int = 0) -> LiveState:
+        """Take back what `touch` counted for a write that stored nothing; the state after."""
+        return await self._store.take_back(claims.owner_id, claims.agent_id, counted, stored=stored)
 
     async def live(self, owner_id: str, agent_id: str) -> LiveState | None:
         """The agent's live session, if it has one."""
@@ -228,8 +247,10 @@ class SessionService:
         created = to_ms(row.created_at)
         expires, ended, reason = to_ms(row.expires_at), row.ended_at and to_ms(row.ended_at), row.end_reason
         stored, retrieved, extensions = row.stored, row.retrieved, row.extensions
-        state = snapshot.state if snapshot else None
         if reason is None:
+            # Not recorded yet: live, or ended in Redis and about to be recorded (Redis knows how).
+            known = snapshot.end_of(row.session_id) if snapshot else None
+            state = known.state if known else snapshot.state if snapshot else None
             if state is not None and state.session_id == row.session_id:
                 expires, stored, retrieved, extensions = (
                     state.expires_ms,
@@ -238,7 +259,12 @@ class SessionService:
                     state.extensions,
                 )
             live = snapshot is not None and snapshot.live_session_id == row.session_id
-            reason, ended = ("active", None) if live else ("expired", expires)
+            if live:
+                reason, ended = "active", None
+            elif known is not None:
+                reason, ended = known.reason, known.ended_ms
+            else:
+                reason, ended = "expired", expires
         end = ended if ended is not None else now
         return SessionRecord(
             session_id=row.session_id,
@@ -253,20 +279,35 @@ class SessionService:
             extensions=extensions,
         )
 
-    async def _record_end(self, owner_id: str, state: LiveState, reason: str, at_ms: int) -> None:
+    async def _record_end(self, owner_id: str, ended: EndRecord) -> bool:
+        """Record how a session ended; False when it was recorded before (by anyone)."""
+        state = ended.state
         if await self._repository.end(
             owner_id,
             state.session_id,
-            ended_at=from_ms(at_ms),
-            reason=reason,
+            ended_at=from_ms(ended.ended_ms),
+            reason=ended.reason,
             expires_at=from_ms(state.expires_ms),
             stored=state.stored,
             retrieved=state.retrieved,
             extensions=state.extensions,
         ):
-            SESSIONS_ENDED.labels(reason).inc()
+            SESSIONS_ENDED.labels(ended.reason).inc()
+            return True
+        return False
+
+    async def _deactivate_rejection(self, claims: SessionClaims, miss: Miss) -> Unauthorized:
+        """As for any token route, except that a session deactivated and then replaced by a new
+        activation says so (a retried deactivate must not hear "superseded")."""
+        if miss is Miss.SUPERSEDED and await self._repository.end_reason(claims.owner_id, claims.session_id) == (
+            "deactivated"
+        ):
+            return Unauthorized("the session was deactivated; activate a new one", code="session_ended")
+        return await self._rejection(claims, miss)
 
     async def _rejection(self, claims: SessionClaims, miss: Miss) -> Unauthorized:
+        if miss is Miss.ENDED:
+            return Unauthorized("the session was deactivated; activate a new one", code="session_ended")
         if miss is Miss.SUPERSEDED:
             return Unauthorized("the session was superseded by a newer activation", code="session_superseded")
         # The agent has no live session: the history says whether it ended or ran out.

@@ -25,7 +25,7 @@ from memanto_server.lib.redis_client import ClusterUrl, is_cluster_url
 from memanto_server.lifespan import redis_from
 from memanto_server.main import create_app
 from memanto_server.redis_keys import key_revocations
-from memanto_server.sessions.store import LiveState, SessionStore
+from memanto_server.sessions.store import Ended, SessionStore
 from memanto_server.settings import Settings, SettingsError
 from tests.helpers.cluster import RedisClusterProcesses
 from tests.helpers.http import API, activate, assert_problem, parse_z, token_headers
@@ -192,8 +192,11 @@ async def test_keys_of_one_agent_share_one_slot(cluster_settings: Settings, owne
         # The app wrote nothing else for the agent, anywhere in the cluster: one key, one slot.
         found = [k async for k in redis.scan_iter(match=f"{cluster_settings.redis_prefix}*{agent}*")]
         assert found == [key]
-        assert isinstance(await store.end(owner.owner_id, agent), LiveState)
-        assert await redis.exists(key) == 0
+        ended = await store.end(owner.owner_id, agent, None, now)
+        assert isinstance(ended, Ended)
+        assert ended.record.state.session_id == "sess_slot"
+        assert [k async for k in redis.scan_iter(match=f"{cluster_settings.redis_prefix}*{agent}*")] == [key]
+        await redis.delete(key)
     finally:
         await redis.aclose()
 

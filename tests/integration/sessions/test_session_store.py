@@ -2,7 +2,8 @@
 
 A session is live while its expiry is ahead of the Redis server's clock; after that its
 state is kept for the retention window (for the expiry sweeper) but no script may treat
-it as live, count on it, extend it or end it.
+it as live, count on it, extend it or end it. A deactivated session is kept as a
+tombstone until the same TTL: no script treats it as live, and its end can be read again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from memanto_server.lib.redis_client import RedisClient
 from memanto_server.lifespan import redis_from
-from memanto_server.sessions.store import Extended, LiveState, Miss, Replaced, SessionStore, Snapshot
+from memanto_server.sessions.store import Activated, Ended, EndRecord, Extended, LiveState, Miss, SessionStore, Snapshot
 from memanto_server.settings import Settings
 from tests.helpers.owners import unique_agent
 
@@ -42,7 +43,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def start(store: SessionStore, owner: str, agent: str, session_id: str, lasts_ms: int) -> Replaced | None:
+async def start(store: SessionStore, owner: str, agent: str, session_id: str, lasts_ms: int) -> Activated:
     created = now_ms()
     return await store.activate(
         owner,
@@ -85,40 +86,57 @@ async def test_a_session_past_its_expiry_is_kept_but_not_live(store: SessionStor
     assert (snapshot.state.session_id, snapshot.state.stored, snapshot.state.retrieved) == ("sess_short", 2, 3)
     assert await store.touch(owner, agent, "sess_short", stored=1) is Miss.NONE_LIVE
     assert await store.extend(owner, agent, "sess_short", HOUR_MS) is Miss.NONE_LIVE
-    assert await store.end(owner, agent, "sess_short") is Miss.NONE_LIVE
-    assert await store.end(owner, agent) is Miss.NONE_LIVE
+    assert await store.end(owner, agent, "sess_short", now_ms()) is Miss.NONE_LIVE
+    assert await store.end(owner, agent, None, now_ms()) is Miss.NONE_LIVE
     # Not counted, not revived, not deleted: the sweeper still reads exactly what it ended with.
     assert await store.peek(owner, agent) == snapshot
 
     # The next activation reports it as run out, not superseded, with those counters.
-    replaced = await start(store, owner, agent, "sess_next", HOUR_MS)
-    assert replaced == Replaced("expired", snapshot.state)
+    activated = await start(store, owner, agent, "sess_next", HOUR_MS)
+    assert activated == Activated(False, [EndRecord("expired", snapshot.state, snapshot.state.expires_ms)])
 
 
 async def test_a_superseded_session_is_none_live_once_its_successor_has_run_out(store: SessionStore) -> None:
     owner, agent = str(uuid.uuid4()), unique_agent("store")
     await start(store, owner, agent, "sess_first", HOUR_MS)
-    replaced = await start(store, owner, agent, "sess_second", 300)
-    assert replaced is not None
-    assert (replaced.reason, replaced.state.session_id) == ("superseded", "sess_first")
+    activated = await start(store, owner, agent, "sess_second", 300)
+    assert [(e.reason, e.state.session_id) for e in activated.ended] == [("superseded", "sess_first")]
+    assert activated.superseded == "sess_first"
     assert await store.touch(owner, agent, "sess_first") is Miss.SUPERSEDED
     assert await store.extend(owner, agent, "sess_first", HOUR_MS) is Miss.SUPERSEDED
-    assert await store.end(owner, agent, "sess_first") is Miss.SUPERSEDED
+    assert await store.end(owner, agent, "sess_first", now_ms()) is Miss.SUPERSEDED
     await asyncio.sleep(0.4)
     assert await store.touch(owner, agent, "sess_first") is Miss.NONE_LIVE
     assert await store.extend(owner, agent, "sess_first", HOUR_MS) is Miss.NONE_LIVE
-    assert await store.end(owner, agent, "sess_first") is Miss.NONE_LIVE
+    assert await store.end(owner, agent, "sess_first", now_ms()) is Miss.NONE_LIVE
 
 
-async def test_ending_returns_the_final_state_and_forgets_the_session(store: SessionStore, redis: RedisClient) -> None:
+async def test_ending_returns_the_final_state_and_keeps_a_tombstone(store: SessionStore, redis: RedisClient) -> None:
     owner, agent = str(uuid.uuid4()), unique_agent("store")
-    await start(store, owner, agent, "sess_ended", HOUR_MS)
+    first = await start(store, owner, agent, "sess_ended", HOUR_MS)
+    assert first == Activated(False, [])
     await store.touch(owner, agent, "sess_ended", stored=1)
-    ended = await store.end(owner, agent, "sess_ended")
-    assert isinstance(ended, LiveState)
-    assert (ended.session_id, ended.stored, ended.retrieved, ended.extensions) == ("sess_ended", 1, 0, 0)
-    assert await redis.exists(store.key(owner, agent)) == 0
-    assert await store.peek(owner, agent) == Snapshot(None, None)
-    assert await store.touch(owner, agent, "sess_ended") is Miss.NONE_LIVE
-    assert await store.end(owner, agent) is Miss.NONE_LIVE
-    assert await start(store, owner, agent, "sess_after", HOUR_MS) is None
+    at = now_ms()
+    ended = await store.end(owner, agent, "sess_ended", at)
+    assert isinstance(ended, Ended)
+    assert not ended.before
+    assert ended.predecessors == []
+    state = ended.record.state
+    assert (ended.record.reason, ended.record.ended_ms) == ("deactivated", at)
+    assert (state.session_id, state.stored, state.retrieved, state.extensions) == ("sess_ended", 1, 0, 0)
+
+    # Not live for anything; its end can be read again, as first recorded, until its TTL.
+    assert await store.peek(owner, agent) == Snapshot(None, state, at)
+    assert await store.touch(owner, agent, "sess_ended") is Miss.ENDED
+    assert await store.touch(owner, agent, "sess_ended", stored=1) is Miss.ENDED
+    assert await store.extend(owner, agent, "sess_ended", HOUR_MS) is Miss.ENDED
+    assert await store.touch(owner, agent, "sess_other") is Miss.NONE_LIVE
+    again = await store.end(owner, agent, "sess_ended", at + 5000)
+    assert again == Ended(True, ended.record, [])
+    assert await store.end(owner, agent, None, at + 5000) == Ended(True, ended.record, [])
+    assert await store.end(owner, agent, "sess_other", at + 5000) is Miss.NONE_LIVE
+    assert await redis.pexpiretime(store.key(owner, agent)) == state.expires_ms + RETAIN_MS
+
+    # The next activation reports it as deactivated (recording it again is harmless).
+    after = await start(store, owner, agent, "sess_after", HOUR_MS)
+    assert after == Activated(False, [ended.record])
