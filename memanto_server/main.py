@@ -11,6 +11,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from memanto_server.agents.controller import AgentController
 from memanto_server.lifespan import backends
 from memanto_server.memories.controller import MemoryController
+from memanto_server.memories.lifecycle_controller import LifecycleController
 from memanto_server.ops.health import HealthController
 from memanto_server.ops.logging import configure_logging
 from memanto_server.ops.metrics import metrics_endpoint
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging(settings)
     api = Router(
         path=API_PREFIX,
-        route_handlers=[SessionController, AgentController, MemoryController],
+        route_handlers=[SessionController, AgentController, MemoryController, LifecycleController],
         security=[{"ApiKey": []}, {"SessionToken": []}],
         # Litestar copies the route handler for every guard call: no guard when there is no limit.
         guards=[enforce_rate_limit] if settings.rate_limit else [],
