@@ -9,7 +9,9 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from memanto_server.agents.controller import AgentController
+from memanto_server.compat.health import MemantoHealthController
 from memanto_server.lifespan import backends
+from memanto_server.mcp.server import mcp_route, mcp_session_manager
 from memanto_server.memories.controller import MemoryController
 from memanto_server.memories.lifecycle_controller import LifecycleController
 from memanto_server.ops.health import HealthController
@@ -35,9 +37,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         guards=[enforce_rate_limit] if settings.rate_limit else [],
     )
     return Litestar(
-        route_handlers=[api, HealthController, metrics_endpoint],
+        route_handlers=[api, HealthController, metrics_endpoint, MemantoHealthController, mcp_route(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[backends, rate_limiter],
+        lifespan=[backends, rate_limiter, mcp_session_manager],
         middleware=[AccessLogMiddleware()],
         before_send=[add_request_id, add_rate_limit_headers],
         request_max_body_size=settings.max_body_bytes,

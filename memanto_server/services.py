@@ -14,6 +14,7 @@ from memanto_server.auth.cache import ApiKeyCache
 from memanto_server.auth.repository import ApiKeyRepository
 from memanto_server.lib.db import Database
 from memanto_server.lib.redis_client import RedisClient
+from memanto_server.memories.keyed import KeyedSessions
 from memanto_server.memories.lifecycle import LifecycleService
 from memanto_server.memories.lifecycle_repository import LifecycleRepository
 from memanto_server.memories.repository import MemoryRepository
@@ -36,6 +37,8 @@ class Services(msgspec.Struct, kw_only=True):
     agents: AgentService
     memories: MemoryService
     lifecycle: LifecycleService
+    # MCP tools and compat routes: calls with the API key alone, in the agent's live session.
+    keyed: KeyedSessions
     expiry: ExpirySweeper
 
     async def start(self) -> None:
@@ -63,6 +66,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool[Any], redis: RedisClie
         agents=AgentService(agent_repository, sessions),
         memories=MemoryService(MemoryRepository(db), sessions),
         lifecycle=LifecycleService(LifecycleRepository(db), sessions),
+        keyed=KeyedSessions(sessions, agent_repository),
         expiry=ExpirySweeper(db, session_repository, store, settings.sweep_interval_seconds),
     )
 

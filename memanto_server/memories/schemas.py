@@ -40,7 +40,10 @@ Cursor = Annotated[str, msgspec.Meta(max_length=1024)]
 
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 # A moment on the wire: ISO-8601, `Z` or an offset (a time without one is taken as UTC).
-Moment = Annotated[datetime, msgspec.Meta(description="ISO-8601 time; without an offset it is UTC.")]
+Moment = Annotated[
+    datetime,
+    msgspec.Meta(description="ISO-8601 time; without an offset it is UTC.", extra_json_schema={"format": "date-time"}),
+]
 ExpireReason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
