@@ -10,6 +10,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from memanto_server.agents.controller import AgentController
 from memanto_server.compat.health import MemantoHealthController
+from memanto_server.compat.moorcheh import moorcheh_router
 from memanto_server.lifespan import backends
 from memanto_server.mcp.server import mcp_route, mcp_session_manager
 from memanto_server.memories.controller import MemoryController
@@ -37,7 +38,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         guards=[enforce_rate_limit] if settings.rate_limit else [],
     )
     return Litestar(
-        route_handlers=[api, HealthController, metrics_endpoint, MemantoHealthController, mcp_route(settings)],
+        route_handlers=[
+            api,
+            HealthController,
+            metrics_endpoint,
+            MemantoHealthController,
+            moorcheh_router(settings),
+            mcp_route(settings),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[backends, rate_limiter, mcp_session_manager],
         middleware=[AccessLogMiddleware()],

@@ -91,6 +91,13 @@ class LifecycleService:
         return record_of(row.memory), state.expires_ms
 
     async def recent(self, claims: SessionClaims, request: RecentRequest) -> tuple[TimelineResult, int]:
+        rows, next_cursor, _ = await self.recent_rows(claims, request, count=False)
+        return await self._answer(claims, "recent", [_timeline_memory(r) for r in rows], next_cursor)
+
+    async def recent_rows(
+        self, claims: SessionClaims, request: RecentRequest, *, count: bool = True
+    ) -> tuple[list[LifecycleRow], str | None, int]:
+        """recall/recent's page as rows, its next cursor and (`count`: counted as retrieved) the expiry."""
         filters = request.filters(request.include_expired)
         fingerprint = _fingerprint("recent", filters, None)
         position = _resume(request.cursor, fingerprint)
@@ -103,7 +110,11 @@ class LifecycleService:
             if last is not None and len(rows) > request.limit
             else None
         )
-        return await self._answer(claims, "recent", [_timeline_memory(r) for r in page], next_cursor)
+        expires = 0
+        if count:
+            expires = (await self._sessions.touch(claims, retrieved=len(page))).expires_ms
+            RECALL_RESULTS.inc(len(page))
+        return page, next_cursor, expires
 
     async def as_of(self, claims: SessionClaims, request: AsOfRequest) -> tuple[TimelineResult, int]:
         filters = request.filters()
