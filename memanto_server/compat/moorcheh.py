@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import QueryParameter
+from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from memanto_server.auth.cache import Owner
@@ -136,7 +136,7 @@ class MoorchehController(Controller):
         summary="Create the agent a `memanto_agent_{id}` namespace names (409 if it exists)",
     )
     async def create_namespace(
-        self, data: CreateNamespaceRequest, owner: NamedDependency[Owner], request: Request[Any, Any, Any]
+        self, data: JSONBody[CreateNamespaceRequest], owner: NamedDependency[Owner], request: Request[Any, Any, Any]
     ) -> NamespaceCreated:
         agent_id = agent_of(data.namespace_name)
         if agent_id is None:
@@ -169,7 +169,7 @@ class MoorchehController(Controller):
     async def upload(
         self,
         namespace_name: NamespacePath,
-        data: UploadRequest,
+        data: JSONBody[UploadRequest],
         owner: NamedDependency[Owner],
         request: Request[Any, Any, Any],
     ) -> UploadAccepted:
@@ -231,7 +231,7 @@ class MoorchehController(Controller):
         summary="Search the agents' memories (recall), best first; `#memory_type:x` and `#tag` filter",
     )
     async def search(
-        self, data: SearchRequest, owner: NamedDependency[Owner], request: Request[Any, Any, Any]
+        self, data: JSONBody[SearchRequest], owner: NamedDependency[Owner], request: Request[Any, Any, Any]
     ) -> SearchAnswer:
         started = time.perf_counter()
         services = services_of(request)
@@ -249,7 +249,7 @@ class MoorchehController(Controller):
         summary="An extractive answer from the agent's own memories (no language model is called)",
     )
     async def answer(
-        self, data: AnswerRequest, owner: NamedDependency[Owner], request: Request[Any, Any, Any]
+        self, data: JSONBody[AnswerRequest], owner: NamedDependency[Owner], request: Request[Any, Any, Any]
     ) -> AnswerGenerated:
         agent_id = agent_of(data.namespace)
         if agent_id is None:
