@@ -67,6 +67,14 @@ async def test_the_memanto_cli_keeps_its_memories_here(
     proxy: ProxyRecorder,
 ) -> None:
     user = home_of(memanto_package, tmp_path, server_url, owner, proxy)
+    # `memanto status` checks the "local REST API" of its config: this server's GET /health.
+    port = server_url.rsplit(":", 1)[1]
+    (user.home / ".memanto").mkdir(exist_ok=True)
+    (user.home / ".memanto" / "config.yaml").write_text(f"memanto:\n  server:\n    url: 127.0.0.1\n    port: {port}\n")
+    status = run(user, "status")
+    assert "online" in status
+    assert "connected" in status
+    assert "offline" not in status
     agent = unique_agent("cli")
     assert "created successfully" in run(user, "agent", "create", agent)
     async with httpx.AsyncClient(base_url=server_url, timeout=15) as http:
