@@ -30,8 +30,8 @@ from memanto_server.compat.documents import (
 )
 from memanto_server.compat.schemas import (
     AnswerGenerated,
-    AnswerRequest,
     CreateNamespaceRequest,
+    GenerateAnswerRequest,
     Hit,
     NamespaceCreated,
     NamespaceDeleted,
@@ -47,8 +47,7 @@ from memanto_server.compat.schemas import (
 from memanto_server.errors import InvalidInput
 from memanto_server.http import BODY_ROUTE, KEY_ROUTE, problems
 from memanto_server.memories.lifecycle_repository import LifecycleRow
-from memanto_server.memories.schemas import AnswerRequest as MemoryAnswerRequest
-from memanto_server.memories.schemas import RecallRequest, RecentRequest
+from memanto_server.memories.schemas import AnswerRequest, RecallRequest, RecentRequest
 from memanto_server.ops.ratelimit import enforce_rate_limit
 from memanto_server.services import Services, services_of
 from memanto_server.sessions.tokens import SessionClaims
@@ -249,13 +248,13 @@ class MoorchehController(Controller):
         summary="An extractive answer from the agent's own memories (no language model is called)",
     )
     async def answer(
-        self, data: JSONBody[AnswerRequest], owner: NamedDependency[Owner], request: Request[Any, Any, Any]
+        self, data: JSONBody[GenerateAnswerRequest], owner: NamedDependency[Owner], request: Request[Any, Any, Any]
     ) -> AnswerGenerated:
         agent_id = agent_of(data.namespace)
         if agent_id is None:
             raise InvalidInput.field("namespace", "must be memanto_agent_<agent_id>", "body")
         services = services_of(request)
-        question = MemoryAnswerRequest(question=data.query, limit=min(data.top_k or 5, 20))
+        question = AnswerRequest(question=data.query, limit=min(data.top_k or 5, 20))
 
         async def answer(claims: SessionClaims) -> AnswerGenerated:
             result, _ = await services.memories.answer(claims, question)

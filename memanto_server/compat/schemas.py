@@ -92,7 +92,7 @@ class TextData(msgspec.Struct, kw_only=True):
     execution_time: float
 
 
-class AnswerRequest(msgspec.Struct, kw_only=True):
+class GenerateAnswerRequest(msgspec.Struct, kw_only=True):
     namespace: NamespaceName
     query: Query
     top_k: Annotated[int, msgspec.Meta(ge=1)] | None = None
