@@ -212,6 +212,7 @@ async def test_a_memory_past_its_valid_until_is_expired_and_one_before_it_is_not
         client, live, "Promo code SUMMER applies", valid_until=z(datetime.now(UTC) + timedelta(days=30))
     )
     assert await recall_ids(client, live, "promo code") == [future]
+    assert await recall_ids(client, live, "promo") == [future]  # one word, once in the content: the low tier
     assert (await record(client, live, past))["status"] == "expired"
     assert (await record(client, live, future))["status"] == "active"
 
