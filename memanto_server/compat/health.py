@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import msgspec
@@ -19,18 +18,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from memanto_server.errors import OUTAGE_ERRORS
+from memanto_server.lib.version import VERSION
 
 SERVICE_NAME = "memanto-server"
-
-
-def _version() -> str:
-    try:
-        return version("memanto-server")
-    except PackageNotFoundError:  # pragma: no cover - a source tree that was not installed
-        return "0.0.0"
-
-
-VERSION = _version()
 
 
 class MemantoHealth(msgspec.Struct, kw_only=True):

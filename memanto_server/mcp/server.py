@@ -33,8 +33,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from memanto_server.auth.cache import Owner
 from memanto_server.auth.credentials import provide_owner
-from memanto_server.compat.health import VERSION
 from memanto_server.errors import OUTAGE_ERRORS, DependencyUnavailable, MemantoError, outage_backend
+from memanto_server.lib.version import VERSION
 from memanto_server.mcp.arguments import input_schema, read_arguments
 from memanto_server.mcp.tools import TOOLS, ToolSpec
 from memanto_server.ops.metrics import DEPENDENCY_ERRORS

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import anyio
@@ -32,18 +31,12 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from memanto_server.cli.config import ConfigError, effective, load
+from memanto_server.lib.version import VERSION
 
 logger = logging.getLogger("memanto.mcp.stdio")
 
 INTERNAL_ERROR = -32603
 TIMEOUT_SECONDS = 30.0
-
-
-def _version() -> str:
-    try:
-        return version("memanto-server")
-    except PackageNotFoundError:  # pragma: no cover - a source tree that was not installed
-        return "0.0.0"
 
 
 def _unreachable(url: str, exc: BaseException) -> str:
@@ -96,7 +89,7 @@ async def serve(url: str, api_key: str) -> None:
     remote = RemoteTools(url, api_key)
     server: Server[Any] = Server(
         "memanto",
-        version=_version(),
+        version=VERSION,
         title="Memanto memory",
         instructions=f"Long-term memory for AI agents, kept by the Memanto server at {url}.",
         on_list_tools=remote.list_tools,

@@ -26,6 +26,7 @@ from memanto_server.memories.schemas import (
 )
 from memanto_server.services import Services
 from memanto_server.sessions.schemas import ActivateRequest, PositiveHours
+from memanto_server.sessions.tokens import SessionClaims
 
 # How a session that a tool activates is marked in the session history.
 CLIENT = "mcp"
@@ -124,49 +125,49 @@ async def _deactivate(services: Services, owner: Owner, args: AgentArgs) -> Resu
 
 
 async def _remember(services: Services, owner: Owner, args: RememberArgs) -> Result:
-    async def call(claims: Any) -> Result:
+    async def call(claims: SessionClaims) -> Result:
         return (await services.memories.remember(claims, args))[0]
 
     return await services.keyed.run(owner, args.agent_id, CLIENT, call)
 
 
 async def _batch_remember(services: Services, owner: Owner, args: BatchRememberArgs) -> Result:
-    async def call(claims: Any) -> Result:
+    async def call(claims: SessionClaims) -> Result:
         return (await services.memories.remember_batch(claims, args.memories))[0]
 
     return await services.keyed.run(owner, args.agent_id, CLIENT, call)
 
 
 async def _recall(services: Services, owner: Owner, args: RecallArgs) -> Result:
-    async def call(claims: Any) -> Result:
+    async def call(claims: SessionClaims) -> Result:
         return (await services.memories.recall(claims, args))[0]
 
     return await services.keyed.run(owner, args.agent_id, CLIENT, call)
 
 
 async def _recall_recent(services: Services, owner: Owner, args: RecentArgs) -> Result:
-    async def call(claims: Any) -> Result:
+    async def call(claims: SessionClaims) -> Result:
         return (await services.lifecycle.recent(claims, args))[0]
 
     return await services.keyed.run(owner, args.agent_id, CLIENT, call)
 
 
 async def _recall_as_of(services: Services, owner: Owner, args: AsOfArgs) -> Result:
-    async def call(claims: Any) -> Result:
+    async def call(claims: SessionClaims) -> Result:
         return (await services.lifecycle.as_of(claims, args))[0]
 
     return await services.keyed.run(owner, args.agent_id, CLIENT, call)
 
 
 async def _recall_changed_since(services: Services, owner: Owner, args: ChangedSinceArgs) -> Result:
-    async def call(claims: Any) -> Result:
+    async def call(claims: SessionClaims) -> Result:
         return (await services.lifecycle.changed_since(claims, args))[0]
 
     return await services.keyed.run(owner, args.agent_id, CLIENT, call)
 
 
 async def _answer(services: Services, owner: Owner, args: AnswerArgs) -> Result:
-    async def call(claims: Any) -> Result:
+    async def call(claims: SessionClaims) -> Result:
         return (await services.memories.answer(claims, args))[0]
 
     return await services.keyed.run(owner, args.agent_id, CLIENT, call)
