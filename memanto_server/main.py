@@ -9,8 +9,12 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from memanto_server.agents.controller import AgentController
+from memanto_server.compat.health import MemantoHealthController
+from memanto_server.compat.moorcheh import moorcheh_router
 from memanto_server.lifespan import backends
+from memanto_server.mcp.server import mcp_route, mcp_session_manager
 from memanto_server.memories.controller import MemoryController
+from memanto_server.memories.lifecycle_controller import LifecycleController
 from memanto_server.ops.health import HealthController
 from memanto_server.ops.logging import configure_logging
 from memanto_server.ops.metrics import metrics_endpoint
@@ -28,15 +32,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging(settings)
     api = Router(
         path=API_PREFIX,
-        route_handlers=[SessionController, AgentController, MemoryController],
+        route_handlers=[SessionController, AgentController, MemoryController, LifecycleController],
         security=[{"ApiKey": []}, {"SessionToken": []}],
         # Litestar copies the route handler for every guard call: no guard when there is no limit.
         guards=[enforce_rate_limit] if settings.rate_limit else [],
     )
     return Litestar(
-        route_handlers=[api, HealthController, metrics_endpoint],
+        route_handlers=[
+            api,
+            HealthController,
+            metrics_endpoint,
+            MemantoHealthController,
+            moorcheh_router(settings),
+            mcp_route(settings),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[backends, rate_limiter],
+        lifespan=[backends, rate_limiter, mcp_session_manager],
         middleware=[AccessLogMiddleware()],
         before_send=[add_request_id, add_rate_limit_headers],
         request_max_body_size=settings.max_body_bytes,

@@ -14,6 +14,9 @@ from memanto_server.auth.cache import ApiKeyCache
 from memanto_server.auth.repository import ApiKeyRepository
 from memanto_server.lib.db import Database
 from memanto_server.lib.redis_client import RedisClient
+from memanto_server.memories.keyed import KeyedSessions
+from memanto_server.memories.lifecycle import LifecycleService
+from memanto_server.memories.lifecycle_repository import LifecycleRepository
 from memanto_server.memories.repository import MemoryRepository
 from memanto_server.memories.service import MemoryService
 from memanto_server.sessions.expiry import ExpirySweeper
@@ -33,6 +36,9 @@ class Services(msgspec.Struct, kw_only=True):
     sessions: SessionService
     agents: AgentService
     memories: MemoryService
+    lifecycle: LifecycleService
+    # MCP tools and compat routes: calls with the API key alone, in the agent's live session.
+    keyed: KeyedSessions
     expiry: ExpirySweeper
 
     async def start(self) -> None:
@@ -59,6 +65,8 @@ def build_services(settings: Settings, pool: asyncpg.Pool[Any], redis: RedisClie
         sessions=sessions,
         agents=AgentService(agent_repository, sessions),
         memories=MemoryService(MemoryRepository(db), sessions),
+        lifecycle=LifecycleService(LifecycleRepository(db), sessions),
+        keyed=KeyedSessions(sessions, agent_repository),
         expiry=ExpirySweeper(db, session_repository, store, settings.sweep_interval_seconds),
     )
 

@@ -4,4 +4,10 @@ Fixtures live in `tests/fixtures/` by kind and are shared through `pytest_plugin
 plain helpers live in `tests/helpers/` by purpose.
 """
 
-pytest_plugins = ["tests.fixtures.backends", "tests.fixtures.app", "tests.fixtures.owners"]
+pytest_plugins = [
+    "tests.fixtures.backends",
+    "tests.fixtures.app",
+    "tests.fixtures.owners",
+    "tests.fixtures.servers",
+    "tests.fixtures.memanto_package",
+]

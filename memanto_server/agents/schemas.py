@@ -11,6 +11,14 @@ import msgspec
 AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$(?!\n)"
 AgentId = Annotated[str, msgspec.Meta(pattern=AGENT_ID_PATTERN, description="1-64 of A-Z a-z 0-9 _ -")]
 
+# MEMANTO's clients name an agent's memories by its Moorcheh namespace.
+NAMESPACE_PREFIX = "memanto_agent_"
+
+
+def namespace_of(agent_id: str) -> str:
+    """The agent's namespace in MEMANTO's clients: `memanto_agent_{agent_id}`."""
+    return NAMESPACE_PREFIX + agent_id
+
 
 class CreateAgentRequest(msgspec.Struct, kw_only=True):
     agent_id: AgentId

@@ -121,6 +121,8 @@ class MemoryController(Controller):
         created_before: CreatedBefore = None,
         min_score: Annotated[float | None, QueryParameter(ge=0)] = None,
         cursor: CursorParam = None,
+        min_similarity: Annotated[float | None, QueryParameter(ge=0, description="MEMANTO's min_score.")] = None,
+        include_expired: Annotated[bool, QueryParameter(description="Expired memories too.")] = False,
         data: JSONBody[RecallRequest | None] = None,
     ) -> Response[RecallResult]:
         if data is None:
@@ -135,6 +137,8 @@ class MemoryController(Controller):
                 created_before=created_before,
                 min_score=min_score,
                 cursor=cursor,
+                min_similarity=min_similarity,
+                include_expired=include_expired,
             )
         result, state = await services_of(request).memories.recall(_own(claims, agent_id), data)
         return with_session_expiry(result, state)
@@ -152,12 +156,13 @@ class MemoryController(Controller):
         request: Request[Any, Any, Any],
         question: Annotated[str | None, QueryParameter(min_length=1, max_length=1000)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=20)] = 5,
+        include_expired: Annotated[bool, QueryParameter(description="Expired memories too.")] = False,
         data: JSONBody[AnswerRequest | None] = None,
     ) -> Response[AnswerResult]:
         if data is None:
             if question is None:
                 raise InvalidInput.field("question", "required (query parameter or JSON body)")
-            data = AnswerRequest(question=question, limit=limit)
+            data = AnswerRequest(question=question, limit=limit, include_expired=include_expired)
         result, state = await services_of(request).memories.answer(_own(claims, agent_id), data)
         return with_session_expiry(result, state)
 

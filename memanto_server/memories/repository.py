@@ -38,6 +38,10 @@ class MemoryRow(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime | None = None
     score: float = 0.0
+    occurred_at: datetime | None = None
+    valid_until: datetime | None = None
+    expired_at: datetime | None = None
+    expired_reason: str | None = None
 
 
 class Stored(msgspec.Struct, frozen=True):
@@ -60,8 +64,8 @@ class Position(msgspec.Struct, frozen=True):
 # one inserts, the others wait for it to commit and then insert nothing.
 INSERT_MEMORY = """
 INSERT INTO memories (owner_id, agent_id, session_id, type, title, content, tags, confidence, source, metadata,
-                      idempotency_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                      idempotency_key, occurred_at, valid_until)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()), $13)
 ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING memory_id, created_at
 """
@@ -80,14 +84,14 @@ WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = $3
 # what was inserted.
 INSERT_GROUP = """
 INSERT INTO memories (memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source,
-                      metadata, idempotency_key)
+                      metadata, idempotency_key, occurred_at, valid_until)
 SELECT g.memory_id, g.owner_id, g.agent_id, g.session_id, g.type, g.title, g.content,
        ARRAY(SELECT jsonb_array_elements_text(g.tags::jsonb)), g.confidence, g.source, g.metadata::jsonb,
-       g.idempotency_key
+       g.idempotency_key, coalesce(g.occurred_at, now()), g.valid_until
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::real[], $10::text[], $11::text[], $12::text[])
+            $9::real[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[])
      AS g(memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source, metadata,
-          idempotency_key)
+          idempotency_key, occurred_at, valid_until)
 ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING memory_id, created_at
 """
@@ -101,6 +105,7 @@ WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = ANY($3::text[])
 # the generated `search` column weighs the title (A) above the content (B); normalisation
 # 32 maps the rank into [0, 1). Filters are optional ($4-$7 NULL = no filter); pages are
 # keyset on (score, created_at, memory_id), so no row is skipped or repeated between pages.
+# Expired memories (migration 0010) only when $13 (include_expired) is true.
 SEARCH_TEXT = """
 SELECT * FROM (
     SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
@@ -111,6 +116,7 @@ SELECT * FROM (
       AND ($5::text[] IS NULL OR m.tags @> $5::text[])
       AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
       AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
+      AND ($13::boolean OR coalesce(least(m.expired_at, m.valid_until) > now(), true))
 ) r
 WHERE ($8::float8 IS NULL OR r.score >= $8::float8)
   AND ($9::float8 IS NULL OR (r.score, r.created_at, r.memory_id) < ($9::float8, $10::timestamptz, $11::uuid))
@@ -129,8 +135,8 @@ LIMIT $12
 #           `high` all have the lowest rank, so newest first is their order, and a walk
 #           over the agent's memories newest first finds them for a frequent word without
 #           reading every match (the planner's choice; a bitmap scan for a rare word).
-# Both tiers apply SEARCH_TEXT's filters and keyset position unchanged. For any other kind
-# of query `high` holds exactly what SEARCH_TEXT returns, and `low` is empty.
+# Both tiers apply SEARCH_TEXT's filters and keyset position unchanged ($14: include_expired).
+# For any other kind of query `high` holds exactly what SEARCH_TEXT returns, and `low` is empty.
 SEARCH_RANKED_TIERS = """
 WITH high AS MATERIALIZED (
     SELECT r.* FROM (
@@ -153,6 +159,7 @@ WITH high AS MATERIALIZED (
           AND ($5::text[] IS NULL OR m.tags @> $5::text[])
           AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
           AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
+          AND ($14::boolean OR coalesce(least(m.expired_at, m.valid_until) > now(), true))
     ) r
     WHERE ($8::float8 IS NULL OR r.score >= $8::float8)
       AND ($9::float8 IS NULL OR (r.score, r.created_at, r.memory_id) < ($9::float8, $10::timestamptz, $11::uuid))
@@ -176,6 +183,7 @@ FROM (
       AND ($5::text[] IS NULL OR m.tags @> $5::text[])
       AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
       AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
+      AND ($14::boolean OR coalesce(least(m.expired_at, m.valid_until) > now(), true))
       AND ($9::float8 IS NULL OR (ts_rank_cd(m.search, websearch_to_tsquery('english', $3), 32)::float8,
                                   m.created_at, m.memory_id) < ($9::float8, $10::timestamptz, $11::uuid))
       AND (SELECT count(*) FROM high) < $12
@@ -204,7 +212,7 @@ CROSS JOIN LATERAL (
 
 LIST_MEMORIES = """
 SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
-       source, metadata, updated_at
+       source, metadata, updated_at, occurred_at, valid_until, expired_at, expired_reason
 FROM memories
 WHERE owner_id = $1 AND agent_id = $2
   AND ($3::text[] IS NULL OR type = ANY($3::text[]))
@@ -218,7 +226,7 @@ LIMIT $9
 
 GET_MEMORY = """
 SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
-       source, metadata, updated_at
+       source, metadata, updated_at, occurred_at, valid_until, expired_at, expired_reason
 FROM memories
 WHERE owner_id = $1 AND agent_id = $2 AND memory_id = $3
 """
@@ -234,10 +242,12 @@ UPDATE memories SET
     confidence = CASE WHEN $12 THEN $13::real   ELSE confidence END,
     source     = CASE WHEN $14 THEN $15::text   ELSE source END,
     metadata   = CASE WHEN $16 THEN $17::jsonb  ELSE metadata END,
+    occurred_at = CASE WHEN $18 THEN $19::timestamptz ELSE occurred_at END,
+    valid_until = CASE WHEN $20 THEN $21::timestamptz ELSE valid_until END,
     updated_at = now()
 WHERE owner_id = $1 AND agent_id = $2 AND memory_id = $3
 RETURNING memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
-          source, metadata, updated_at
+          source, metadata, updated_at, occurred_at, valid_until, expired_at, expired_reason
 """
 
 DELETE_MEMORY = """
@@ -260,6 +270,10 @@ def _row(record: asyncpg.Record) -> MemoryRow:
         created_at=record["created_at"],
         updated_at=record.get("updated_at"),
         score=float(record.get("score") or 0.0),
+        occurred_at=record.get("occurred_at"),
+        valid_until=record.get("valid_until"),
+        expired_at=record.get("expired_at"),
+        expired_reason=record.get("expired_reason"),
     )
 
 
@@ -365,6 +379,8 @@ class MemoryRepository:
                 [new.memory.source for new in group],
                 [_json_text(new.memory.metadata) for new in group],
                 [new.idempotency_key for new in group],
+                [new.memory.occurred_at for new in group],
+                [new.memory.valid_until for new in group],
             )
         except asyncpg.PostgresError as exc:
             if isinstance(exc, POSTGRES_OUTAGE):
@@ -394,6 +410,8 @@ class MemoryRepository:
             memory.source,
             memory.metadata,
             new.idempotency_key,
+            memory.occurred_at,
+            memory.valid_until,
         )
         if record is None:
             return await self._first_stored(new)
@@ -424,6 +442,8 @@ class MemoryRepository:
             [m.source for m in memories],
             [_json_text(m.metadata) for m in memories],
             [m.idempotency_key for m in memories],
+            [m.occurred_at for m in memories],
+            [m.valid_until for m in memories],
         )
         ids = [str(i) for i in memory_ids]
         if len(inserted) == len(memories):
@@ -453,8 +473,8 @@ class MemoryRepository:
         args = _search_args(owner_id, agent_id, text, filters, min_score, after, limit)
         pairs = word_pairs(text) if tiered else ""
         if pairs == "":
-            return [_row(r) for r in await self._db.fetch(SEARCH_TEXT, *args)]
-        records = await self._db.fetch(SEARCH_RANKED_TIERS, *args, pairs)
+            return [_row(r) for r in await self._db.fetch(SEARCH_TEXT, *args, filters.include_expired)]
+        records = await self._db.fetch(SEARCH_RANKED_TIERS, *args, pairs, filters.include_expired)
         high = [_row(r) for r in records if r["tier"] == "high"]
         ids = {r.memory_id for r in high}
         low = [(_row(r), r["low_score"]) for r in records if r["tier"] == "low" and str(r["memory_id"]) not in ids]
@@ -462,7 +482,7 @@ class MemoryRepository:
             # Cannot happen while migration 0004's reasoning about ranks holds; should it
             # ever stop holding (a change to ts_rank_cd, say), rank every match as before.
             logger.warning("recall: a match outside the high tier ranks above the lowest rank; ranking every match")
-            return [_row(r) for r in await self._db.fetch(SEARCH_TEXT, *args)]
+            return [_row(r) for r in await self._db.fetch(SEARCH_TEXT, *args, filters.include_expired)]
         high.sort(key=lambda r: (r.score, r.created_at, r.memory_id), reverse=True)
         newest = sorted((row for row, _ in low), key=lambda r: (r.created_at, r.memory_id), reverse=True)
         return (high + newest)[:limit]
@@ -492,7 +512,17 @@ class MemoryRepository:
 
     async def patch(self, owner_id: str, agent_id: str, memory_id: UUID, patch: MemoryPatch) -> MemoryRow | None:
         args: list[Any] = [UUID(owner_id), agent_id, memory_id]
-        for field in ("content", "type", "title", "tags", "confidence", "source", "metadata"):
+        for field in (
+            "content",
+            "type",
+            "title",
+            "tags",
+            "confidence",
+            "source",
+            "metadata",
+            "occurred_at",
+            "valid_until",
+        ):
             value = getattr(patch, field)
             args += [value is not msgspec.UNSET, None if value is msgspec.UNSET else value]
         record = await self._db.fetchrow(PATCH_MEMORY, *args)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
+
+from memanto_server.agents.schemas import namespace_of
 
 MemoryType = Literal[
     "fact",
@@ -37,6 +39,18 @@ Score = Annotated[float, msgspec.Meta(ge=0)]
 Cursor = Annotated[str, msgspec.Meta(max_length=1024)]
 
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# A moment on the wire: ISO-8601, `Z` or an offset (a time without one is taken as UTC).
+Moment = Annotated[
+    datetime,
+    msgspec.Meta(description="ISO-8601 time; without an offset it is UTC.", extra_json_schema={"format": "date-time"}),
+]
+ExpireReason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """`moment` with its offset, or as UTC when it has none (never the server's local time)."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
 
 MAX_METADATA_BYTES = 4096
 MAX_BATCH = 100
@@ -44,7 +58,8 @@ MAX_BATCH = 100
 
 class RememberRequest(msgspec.Struct, kw_only=True):
     content: Content
-    type: MemoryType = "fact"
+    # `null` is the default type, as MEMANTO's clients send it.
+    type: MemoryType | None = "fact"
     title: Title | None = None
     tags: Tags = msgspec.field(default_factory=list)
     confidence: Confidence = 0.8
@@ -52,6 +67,15 @@ class RememberRequest(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] | None = None
     # In a batch, an item's own Idempotency-Key (a single remember takes the header).
     idempotency_key: IdempotencyKey | None = None
+    # The time the memory is about (default: when it is stored), and until when it holds.
+    occurred_at: Moment | None = None
+    valid_until: Moment | None = None
+
+    def __post_init__(self) -> None:
+        if self.type is None:
+            self.type = "fact"
+        self.occurred_at = utc(self.occurred_at)
+        self.valid_until = utc(self.valid_until)
 
 
 class BatchRememberRequest(msgspec.Struct, kw_only=True):
@@ -65,12 +89,24 @@ class StoredMemory(msgspec.Struct, kw_only=True):
     type: str
     created_at: str
     status: str = "stored"
+    namespace: str = ""  # MEMANTO's name for the agent's memories
+
+    def __post_init__(self) -> None:
+        self.namespace = namespace_of(self.agent_id)
 
 
 class BatchStored(msgspec.Struct, kw_only=True):
     stored: int  # newly stored; items whose idempotency_key was seen before are not stored again
     memory_ids: list[str]  # one per item, in order (the first memory's id for a repeated key)
     already_stored: int = 0
+    # MEMANTO's names: a batch is all or nothing, so every item submitted succeeded.
+    total_submitted: int = 0
+    successful: int = 0
+    failed: int = 0
+
+    def __post_init__(self) -> None:
+        self.total_submitted = self.successful = len(self.memory_ids)
+        self.failed = 0
 
 
 class MemoryFilters(msgspec.Struct, kw_only=True, frozen=True):
@@ -80,6 +116,8 @@ class MemoryFilters(msgspec.Struct, kw_only=True, frozen=True):
     tags: tuple[str, ...] | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    # Expired memories (expired by hand, or past their valid_until) are left out unless asked for.
+    include_expired: bool = False
 
 
 class RecallRequest(msgspec.Struct, kw_only=True):
@@ -91,6 +129,14 @@ class RecallRequest(msgspec.Struct, kw_only=True):
     created_before: datetime | None = None
     min_score: Score | None = None
     cursor: Cursor | None = None
+    # MEMANTO's name for min_score.
+    min_similarity: Score | None = None
+    include_expired: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_score is None and self.min_similarity is not None:
+            self.min_score = self.min_similarity
+        self.min_similarity = None
 
     def filters(self) -> MemoryFilters:
         types = [self.type] if isinstance(self.type, str) else self.type
@@ -99,6 +145,7 @@ class RecallRequest(msgspec.Struct, kw_only=True):
             tags=tuple(self.tags) if self.tags else None,
             created_after=self.created_after,
             created_before=self.created_before,
+            include_expired=self.include_expired,
         )
 
 
@@ -112,6 +159,13 @@ class RecalledMemory(msgspec.Struct, kw_only=True):
     score: float
     created_at: str
     session_id: str
+    # MEMANTO's names for memory_id and content.
+    id: str = ""
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        self.id = self.memory_id
+        self.text = self.content
 
 
 class RecallResult(msgspec.Struct, kw_only=True):
@@ -127,6 +181,7 @@ class RecallResult(msgspec.Struct, kw_only=True):
 class AnswerRequest(msgspec.Struct, kw_only=True):
     question: Query
     limit: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    include_expired: bool = False
 
 
 class AnswerResult(msgspec.Struct, kw_only=True):
@@ -151,6 +206,12 @@ class MemoryRecord(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] | None
     created_at: str
     updated_at: str
+    # The lifecycle: the time the memory is about, until when it holds, and its expiry.
+    occurred_at: str | None = None
+    valid_until: str | None = None
+    expired_at: str | None = None
+    expired_reason: str | None = None
+    status: str = "active"  # "expired" once expired by hand or past valid_until
 
 
 class MemoryPage(msgspec.Struct, kw_only=True):
@@ -170,3 +231,93 @@ class MemoryPatch(msgspec.Struct, kw_only=True):
     confidence: Confidence | UnsetType = UNSET
     source: Source | UnsetType | None = UNSET
     metadata: dict[str, Any] | UnsetType | None = UNSET
+    occurred_at: Moment | UnsetType = UNSET
+    valid_until: Moment | UnsetType | None = UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.occurred_at, datetime):
+            self.occurred_at = utc(self.occurred_at)  # type: ignore[assignment]
+        if isinstance(self.valid_until, datetime):
+            self.valid_until = utc(self.valid_until)
+
+
+# The lifecycle (api.md, Memory lifecycle): expire and restore, and recalls in time.
+
+
+class ExpireRequest(msgspec.Struct, kw_only=True):
+    reason: ExpireReason | None = None
+
+
+class _TimelineFilters(msgspec.Struct, kw_only=True):
+    limit: Limit = 10
+    type: MemoryType | list[MemoryType] | None = None
+    tags: Tags | None = None
+    created_after: Moment | None = None
+    created_before: Moment | None = None
+    cursor: Cursor | None = None
+
+    def filters(self, include_expired: bool = False) -> MemoryFilters:
+        types = [self.type] if isinstance(self.type, str) else self.type
+        return MemoryFilters(
+            types=tuple(types) if types else None,
+            tags=tuple(self.tags) if self.tags else None,
+            created_after=utc(self.created_after),
+            created_before=utc(self.created_before),
+            include_expired=include_expired,
+        )
+
+
+class RecentRequest(_TimelineFilters, kw_only=True):
+    """The memories stored most recently, newest first."""
+
+    include_expired: bool = False
+
+
+class AsOfRequest(_TimelineFilters, kw_only=True):
+    """What the agent knew at `as_of`: memories that had occurred by then and were not yet expired."""
+
+    as_of: Moment
+
+    def __post_init__(self) -> None:
+        self.as_of = utc(self.as_of)  # type: ignore[assignment]
+
+
+class ChangedSinceRequest(_TimelineFilters, kw_only=True):
+    """Memories created, changed, expired or restored after `since`, most recent change first."""
+
+    since: Moment
+
+    def __post_init__(self) -> None:
+        self.since = utc(self.since)  # type: ignore[assignment]
+
+
+class TimelineMemory(MemoryRecord, kw_only=True):
+    """A memory record as the lifecycle recalls return it."""
+
+    # recall/changed-since: "created", "updated" or "expired" (MEMANTO's change_type).
+    change_type: str | None = None
+    # MEMANTO's names for memory_id and content.
+    id: str = ""
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        self.id = self.memory_id
+        self.text = self.content
+
+
+class TimelineResult(msgspec.Struct, kw_only=True):
+    agent_id: str
+    session_id: str
+    memories: list[TimelineMemory]
+    count: int
+    next_cursor: str | None
+    temporal_mode: str  # "recent", "as_of" or "changed_since" (MEMANTO's name for the recall)
+    as_of: str | None = None  # recall/as-of
+    since: str | None = None  # recall/changed-since
+    # MEMANTO's names for as_of and since.
+    as_of_date: str | None = None
+    since_date: str | None = None
+
+    def __post_init__(self) -> None:
+        self.as_of_date = self.as_of
+        self.since_date = self.since

@@ -22,6 +22,7 @@ from memanto_server.errors import InvalidInput, NotFound, Unauthorized
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import iso_z
+from memanto_server.memories.records import record_of
 from memanto_server.memories.repository import MemoryRepository, MemoryRow, Position
 from memanto_server.memories.schemas import (
     MAX_METADATA_BYTES,
@@ -106,20 +107,7 @@ def _recalled(row: MemoryRow) -> RecalledMemory:
 
 
 def _record(row: MemoryRow) -> MemoryRecord:
-    return MemoryRecord(
-        memory_id=row.memory_id,
-        agent_id=row.agent_id,
-        session_id=row.session_id,
-        type=row.type,
-        title=row.title,
-        content=row.content,
-        tags=row.tags,
-        confidence=round(row.confidence, 4),
-        source=row.source,
-        metadata=row.metadata,
-        created_at=iso_z(row.created_at),
-        updated_at=iso_z(row.updated_at or row.created_at),
-    )
+    return record_of(row)
 
 
 class MemoryService:
@@ -237,7 +225,7 @@ class MemoryService:
 
     async def answer(self, claims: SessionClaims, request: AnswerRequest) -> tuple[AnswerResult, int]:
         reject_nul(request.question, "question")
-        search = RecallRequest(query=request.question, limit=request.limit)
+        search = RecallRequest(query=request.question, limit=request.limit, include_expired=request.include_expired)
         _, _, rows = await self._search(claims, search, MODES, None)
         extracts = extract_answer(request.question, rows[: request.limit])
         by_id = {r.memory_id: r for r in rows}

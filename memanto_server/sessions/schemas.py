@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from memanto_server.agents.schemas import namespace_of
+
 PositiveHours = Annotated[float, msgspec.Meta(gt=0, description="Hours; fractions allowed.")]
 
 
@@ -28,6 +30,13 @@ class ActivatedSession(msgspec.Struct, kw_only=True):
     expires_at: str
     expires_in_seconds: int
     superseded_session_id: str | None
+    # MEMANTO's names, beside ours: the agent's namespace and created_at.
+    namespace: str = ""
+    started_at: str = ""
+
+    def __post_init__(self) -> None:
+        self.namespace = namespace_of(self.agent_id)
+        self.started_at = self.created_at
 
 
 class CurrentSession(msgspec.Struct, kw_only=True):
@@ -41,6 +50,13 @@ class CurrentSession(msgspec.Struct, kw_only=True):
     memories_stored: int
     memories_retrieved: int
     extensions: int
+    # MEMANTO's names, beside ours: the agent's namespace and created_at.
+    namespace: str = ""
+    started_at: str = ""
+
+    def __post_init__(self) -> None:
+        self.namespace = namespace_of(self.agent_id)
+        self.started_at = self.created_at
 
 
 class ExtendedSession(msgspec.Struct, kw_only=True):
@@ -65,6 +81,15 @@ class EndedSession(msgspec.Struct, kw_only=True):
     duration: str
     memories_stored: int
     memories_retrieved: int
+    # MEMANTO's names, beside ours: the duration in hours and memories_stored.
+    namespace: str = ""
+    duration_hours: float = 0.0
+    memories_created: int = 0
+
+    def __post_init__(self) -> None:
+        self.namespace = namespace_of(self.agent_id)
+        self.duration_hours = round(self.duration_seconds / 3600, 4)
+        self.memories_created = self.memories_stored
 
 
 class SessionRecord(msgspec.Struct, kw_only=True):

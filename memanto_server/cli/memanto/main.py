@@ -13,6 +13,7 @@ import memanto_server.cli.memanto.config_file as cfg
 from memanto_server.cli.memanto.agent import agent
 from memanto_server.cli.memanto.config import config_group
 from memanto_server.cli.memanto.errors import EXIT_UNREACHABLE, UNREACHABLE_HINT, CliFailure, server_said_no
+from memanto_server.cli.memanto.mcp import mcp_command
 from memanto_server.cli.memanto.memory import answer, memory, recall, remember
 from memanto_server.cli.memanto.output import emit
 from memanto_server.cli.memanto.session import session, status
@@ -83,7 +84,7 @@ def completion(shell: str | None) -> None:
     click.echo(script)
 
 
-for command in (agent, session, status, remember, recall, answer, memory, export, import_, config_group):
+for command in (agent, session, status, remember, recall, answer, memory, export, import_, config_group, mcp_command):
     cli.add_command(command)
 
 

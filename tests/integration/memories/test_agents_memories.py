@@ -463,7 +463,7 @@ async def test_remember_with_query_parameters(client: Any, owner: OwnerKey, db: 
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"memory_id", "agent_id", "session_id", "type", "created_at", "status"}
+    assert set(body) == {"memory_id", "agent_id", "session_id", "type", "created_at", "status", "namespace"}
     memory_id = uuid.UUID(body["memory_id"])
     assert str(memory_id) == body["memory_id"]
     assert body["agent_id"] == live.agent_id

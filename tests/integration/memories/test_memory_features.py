@@ -40,8 +40,27 @@ RECORD_FIELDS = {
     "metadata",
     "created_at",
     "updated_at",
+    # the lifecycle (migration 0010)
+    "occurred_at",
+    "valid_until",
+    "expired_at",
+    "expired_reason",
+    "status",
 }
-RECALLED_FIELDS = {"memory_id", "content", "type", "title", "tags", "confidence", "score", "created_at", "session_id"}
+# MEMANTO's `id` and `text` beside `memory_id` and `content`.
+RECALLED_FIELDS = {
+    "memory_id",
+    "content",
+    "type",
+    "title",
+    "tags",
+    "confidence",
+    "score",
+    "created_at",
+    "session_id",
+    "id",
+    "text",
+}
 
 
 # --------------------------------------------------------------------------- helpers
