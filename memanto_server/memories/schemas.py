@@ -8,6 +8,24 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from memanto_server.limits import (
+    ANSWER_SOURCES,
+    RECALL_PAGE,
+    AnswerLimit,
+    Confidence,
+    Content,
+    Cursor,
+    IdempotencyKey,
+    Instant,
+    Query,
+    RecallLimit,
+    Score,
+    Source,
+    Tags,
+    Title,
+)
+from memanto_server.limits import MAX_BATCH as MAX_BATCH  # the clients read it from here
+
 MemoryType = Literal[
     "fact",
     "preference",
@@ -24,22 +42,6 @@ MemoryType = Literal[
     "error",
 ]
 MEMORY_TYPES: tuple[str, ...] = MemoryType.__args__  # type: ignore[attr-defined]
-
-Content = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
-Title = Annotated[str, msgspec.Meta(max_length=100)]
-Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Tags = Annotated[list[Tag], msgspec.Meta(max_length=20)]
-Confidence = Annotated[float, msgspec.Meta(ge=0, le=1)]
-Source = Annotated[str, msgspec.Meta(max_length=200)]
-Query = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
-Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
-Score = Annotated[float, msgspec.Meta(ge=0)]
-Cursor = Annotated[str, msgspec.Meta(max_length=1024)]
-
-IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-
-MAX_METADATA_BYTES = 4096
-MAX_BATCH = 100
 
 
 class RememberRequest(msgspec.Struct, kw_only=True):
@@ -84,11 +86,11 @@ class MemoryFilters(msgspec.Struct, kw_only=True, frozen=True):
 
 class RecallRequest(msgspec.Struct, kw_only=True):
     query: Query
-    limit: Limit = 10
+    limit: RecallLimit = RECALL_PAGE.default
     type: MemoryType | list[MemoryType] | None = None
     tags: Tags | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: Instant | None = None
+    created_before: Instant | None = None
     min_score: Score | None = None
     cursor: Cursor | None = None
 
@@ -126,7 +128,7 @@ class RecallResult(msgspec.Struct, kw_only=True):
 
 class AnswerRequest(msgspec.Struct, kw_only=True):
     question: Query
-    limit: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    limit: AnswerLimit = ANSWER_SOURCES.default
 
 
 class AnswerResult(msgspec.Struct, kw_only=True):

@@ -21,9 +21,9 @@ from memanto_server.errors import InvalidInput, NotFound, Unauthorized
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import iso_z
+from memanto_server.limits import MAX_METADATA_BYTES
 from memanto_server.memories.repository import MemoryRepository, MemoryRow, Position
 from memanto_server.memories.schemas import (
-    MAX_METADATA_BYTES,
     AnswerRequest,
     AnswerResult,
     BatchStored,

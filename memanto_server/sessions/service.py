@@ -16,6 +16,7 @@ from memanto_server.errors import Forbidden, InvalidInput, NotFound, Unauthorize
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import from_ms, human_duration, iso_z, now_ms, to_ms
+from memanto_server.limits import MAX_METADATA_BYTES
 from memanto_server.ops.metrics import SESSIONS_ACTIVATED, SESSIONS_ENDED
 from memanto_server.sessions.repository import HistoryRow, SessionRepository
 from memanto_server.sessions.schemas import (
@@ -31,7 +32,6 @@ from memanto_server.sessions.tokens import SessionClaims, TokenCodec
 from memanto_server.settings import Settings
 
 MS_PER_HOUR = 3_600_000
-MAX_METADATA_BYTES = 4096
 
 
 class HistoryCursor(msgspec.Struct, forbid_unknown_fields=True):
