@@ -17,12 +17,13 @@ import msgspec
 
 from memanto_server.lib.rates import Rate
 from memanto_server.lib.redis_client import ClusterUrl, is_cluster_url, storage_redis_url
+from memanto_server.limits import MAX_HOURS
 
 ENV_PREFIX = "MEMANTO_"
 MIN_SECRET_BYTES = 32
 
 # Upper bounds keep every duration finite (no `inf`, which would overflow later).
-Hours = Annotated[float, msgspec.Meta(gt=0, le=87_600)]
+Hours = Annotated[float, msgspec.Meta(gt=0, le=MAX_HOURS)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
