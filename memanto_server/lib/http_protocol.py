@@ -97,6 +97,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # of the head's parts the parser has handed over
         self._raw_head_bytes = 0  # of chunks read wholly within the head (bounds what the parser holds)
         self._headers = 0
+        self._has_body = False
         self._refused = False
 
     # Deadlines.
@@ -175,6 +176,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head, self._began_message, self._began_in_chunk = True, True, True
         self._head_bytes = self._raw_head_bytes = self._headers = 0
+        self._has_body = False
         if self._deadline is None:
             self._arm(self.limits.header_timeout, "head")
 
@@ -187,11 +189,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._headers > self.limits.max_headers:
             raise _too_large(f"the request has over {self.limits.max_headers} headers")
         self._count(len(name) + len(value) + 4)
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self._has_body = True
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._arm(self.limits.body_timeout, "body")
+        if self._has_body:
+            self._arm(self.limits.body_timeout, "body")
+        else:
+            self._disarm()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
