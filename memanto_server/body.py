@@ -7,13 +7,15 @@ included, so that a malformed body is answered the same way whoever sends it:
 - not UTF-8, not JSON, or nested deeper than MAX_JSON_DEPTH → 400 `bad_request`;
 - JSON of the wrong shape → 422 `validation_error`, decoded *strictly*: `"0.5"` is not a
   number and `1700000000` is not a time (Litestar's own conversion is lenient, for query
-  strings, where everything is text).
+  strings, where everything is text). A number written `2.0` where an integer goes is the
+  integer, as in JSON Schema.
 
 The handler then receives the decoded Struct as is.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -22,7 +24,7 @@ from litestar.exceptions import ClientException, HTTPException, ValidationExcept
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from litestar.types import Empty
 
-from memanto_server.limits import MAX_JSON_DEPTH
+from memanto_server.limits import MAX_BATCH, MAX_JSON_DEPTH
 
 
 def is_json_media_type(media_type: str) -> bool:
@@ -67,10 +69,41 @@ def decode_json_body(body: bytes, shape: Any) -> Any:
         raise ClientException(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
     if shape is Any:
         return value
+    for _ in range(MAX_INTEGRAL_FLOATS):
+        try:
+            return msgspec.convert(value, shape, strict=True)
+        except msgspec.ValidationError as exc:
+            if not _integral_float_to_int(value, str(exc)):
+                raise _validation_problem(exc) from None
+    raise ClientException("the JSON body has too many numbers written as `2.0` where an integer goes")
+
+
+# JSON does not tell 2 from 2.0, and JSON Schema's `integer` admits both; msgspec's strict
+# conversion refuses a float for an int. Such a float, where an int goes, is read as the int.
+MAX_INTEGRAL_FLOATS = 2 * MAX_BATCH + 2
+_INT_GOT_FLOAT = "Expected `int`, got `float` - at `$"
+_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _integral_float_to_int(value: Any, error: str) -> bool:
+    """Replace, in `value`, the integral float that `error` complains of by its int; False
+    when the error is of another kind, or the float is not integral."""
+    if not error.startswith(_INT_GOT_FLOAT):
+        return False
+    steps = [name or int(index) for name, index in _STEP.findall(error[len(_INT_GOT_FLOAT) :].rstrip("`"))]
+    if not steps:
+        return False
+    parent = value
     try:
-        return msgspec.convert(value, shape, strict=True)
-    except msgspec.ValidationError as exc:
-        raise _validation_problem(exc) from None
+        for step in steps[:-1]:
+            parent = parent[step]
+        number = parent[steps[-1]]
+    except (KeyError, IndexError, TypeError):
+        return False
+    if not isinstance(number, float) or not number.is_integer():
+        return False
+    parent[steps[-1]] = int(number)
+    return True
 
 
 class StrictJsonRequest(Request[Any, Any, Any]):

@@ -40,6 +40,7 @@ from litestar.typing import FieldDefinition
 
 from memanto_server.errors import PROBLEM_JSON, Problem
 from memanto_server.http import API_KEY_BEARER, API_KEY_HEADER, SESSION_EXPIRES_HEADER, SESSION_TOKEN
+from memanto_server.settings import Settings
 
 SCHEMA_PATH = "/schema"
 ASSETS_PACKAGE = "swagger-ui-py"
@@ -128,7 +129,37 @@ def _parameter_schema(field: FieldDefinition) -> dict[str, Any]:
             schema[keyword] = value
     if field.has_default and field.default is not None:
         schema["default"] = field.default
+    if field.is_optional and schema.get("type") in ("number", "integer"):
+        # Litestar reads `null` (any case) for an optional number as absent, as the body does.
+        return {"anyOf": [schema, {"type": "null"}]}
     return schema
+
+
+# Hours a request may name, at most: a setting (the schemas state the bound of every setting).
+_HOURS_SETTINGS = {
+    "duration_hours": "session_max_hours",
+    "extend_hours": "extend_max_hours",
+    "additional_hours": "extend_max_hours",
+}
+
+
+def _number_schemas(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in [schema, *schema.get("anyOf", [])] if s.get("type") == "number"]
+
+
+def _bound_hours(document: dict[str, Any], settings: Settings) -> None:
+    """State the most hours this server's settings allow where a request may name hours."""
+    for item in document["paths"].values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter["name"] in _HOURS_SETTINGS:
+                    for number in _number_schemas(parameter["schema"]):
+                        number["maximum"] = getattr(settings, _HOURS_SETTINGS[parameter["name"]])
+    for component in document["components"]["schemas"].values():
+        for name, prop in component.get("properties", {}).items():
+            if name in _HOURS_SETTINGS:
+                for number in _number_schemas(prop):
+                    number["maximum"] = getattr(settings, _HOURS_SETTINGS[name])
 
 
 def _handler_parameters(handler: HTTPRouteHandler) -> dict[tuple[str, str], FieldDefinition]:
@@ -153,9 +184,13 @@ def _refine_operation(operation: dict[str, Any], handler: HTTPRouteHandler, refs
             parameter["required"] = parameter["in"] == "path" or not field.has_default
     data = handler.parsed_data_field
     if data is not None and "requestBody" in operation:
+        schema = refs[_without_none(data.annotation)]
         operation["requestBody"] = {
+            # A body that may be omitted may also be JSON `null`: both mean "none".
             "required": not data.is_optional,
-            "content": {"application/json": {"schema": refs[_without_none(data.annotation)]}},
+            "content": {
+                "application/json": {"schema": {"anyOf": [schema, {"type": "null"}]} if data.is_optional else schema}
+            },
         }
     returned = _response_type(handler)
     for status, response in operation.get("responses", {}).items():
@@ -189,9 +224,14 @@ def refine(document: dict[str, Any], app: Litestar) -> dict[str, Any]:
     ordered = sorted(shapes, key=repr)
     schemas, components = msgspec.json.schema_components(ordered, ref_template="#/components/schemas/{name}")
     document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    for shape in ordered:
+        extra = getattr(shape, "__json_schema_extra__", None)
+        if extra and shape.__name__ in components:
+            components[shape.__name__].update(extra)
     refs = dict(zip(ordered, schemas, strict=True))
     for operation, handler in operations:
         _refine_operation(operation, handler, refs)
+    _bound_hours(document, app.state.settings)
     return document
 
 

@@ -201,6 +201,7 @@ class MemoryController(Controller):
         cursor: CursorParam = None,
         data: JSONBody[RecallRequest | None] = None,
     ) -> Response[RecallResult]:
+        after, before = instant(created_after, "created_after"), instant(created_before, "created_before")
         if data is None:
             if search is None:
                 raise InvalidInput.field("query", "required (query parameter or JSON body)")
@@ -209,8 +210,8 @@ class MemoryController(Controller):
                 limit=limit,
                 type=memory_type,
                 tags=tags,
-                created_after=instant(created_after, "created_after"),
-                created_before=instant(created_before, "created_before"),
+                created_after=after,
+                created_before=before,
                 min_score=min_score,
                 cursor=cursor,
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -163,7 +163,14 @@ class MemoryPage(msgspec.Struct, kw_only=True):
 
 
 class MemoryPatch(msgspec.Struct, kw_only=True):
-    """Only the fields present change; `null` clears the nullable ones."""
+    """Only the fields present change; `null` clears the nullable ones. At least one field."""
+
+    # What the OpenAPI document adds to the schema msgspec makes of it (openapi.py).
+    __json_schema_extra__: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": [name]} for name in ("content", "type", "title", "tags", "confidence", "source", "metadata")
+        ]
+    }
 
     content: Content | UnsetType = UNSET
     type: MemoryType | UnsetType = UNSET
