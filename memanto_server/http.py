@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from litestar import Litestar, Response
 from litestar.connection import ASGIConnection
+from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import SecurityRequirement
 from litestar.params import PathParameter
@@ -17,17 +18,29 @@ from litestar.types import Message, Scope
 
 from memanto_server.errors import PROBLEM_JSON, InvalidInput, Problem
 from memanto_server.lib.timeutil import iso_z
-from memanto_server.limits import AGENT_ID_PATTERN, Instant
+from memanto_server.limits import AGENT_ID_PATTERN, MAX_AGENT_ID_CHARS, MAX_MEMORY_ID_CHARS, Instant
 
 T = TypeVar("T")
 
 SESSION_EXPIRES_HEADER = "X-Session-Expires-At"
 
 AgentIdPath = Annotated[
-    str, PathParameter(pattern=AGENT_ID_PATTERN, description="Agent id: 1-64 of A-Z a-z 0-9 _ -", max_length=64)
+    str,
+    PathParameter(
+        pattern=AGENT_ID_PATTERN, max_length=MAX_AGENT_ID_CHARS, description="Agent id: 1-64 of A-Z a-z 0-9 _ -"
+    ),
 ]
 MemoryIdPath = Annotated[
-    str, PathParameter(description="Memory id (a UUID; any other text is simply not found)", max_length=64)
+    str,
+    PathParameter(max_length=MAX_MEMORY_ID_CHARS, description="Memory id (a UUID; any other text is simply not found)"),
+]
+# Documented on the answers of token routes (their handlers set it).
+SESSION_EXPIRY_DOC = [
+    ResponseHeader(
+        name=SESSION_EXPIRES_HEADER,
+        documentation_only=True,
+        description="When the session expires now (ISO-8601 UTC): extend before then.",
+    )
 ]
 
 # The credential schemes (components.securitySchemes of the OpenAPI document) and, per kind of

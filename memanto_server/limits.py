@@ -28,7 +28,10 @@ MAX_IDEMPOTENCY_KEY_CHARS = 200
 
 # Agents. `$` alone would also match before a final newline ("abc\n"); the lookahead forbids
 # it and, unlike `\Z`, is also understood by the JavaScript regexes of OpenAPI tools.
-AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$(?!\n)"
+MAX_AGENT_ID_CHARS = 64
+AGENT_ID_PATTERN = rf"^[A-Za-z0-9_-]{{1,{MAX_AGENT_ID_CHARS}}}$(?!\n)"
+# A memory id is a UUID (36 characters); a longer path segment is refused, a shorter one not found.
+MAX_MEMORY_ID_CHARS = 64
 MAX_DESCRIPTION_CHARS = 1000
 
 # Searches: a recall query, an answer's question.

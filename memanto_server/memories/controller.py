@@ -13,6 +13,7 @@ from memanto_server.auth.credentials import provide_claims
 from memanto_server.errors import Forbidden, InvalidInput
 from memanto_server.http import (
     BODY_ROUTE,
+    SESSION_EXPIRY_DOC,
     TOKEN_AUTH,
     TOKEN_ROUTE,
     AgentIdPath,
@@ -97,6 +98,7 @@ class MemoryController(Controller):
     path = "/agents/{agent_id:str}"
     tags = ["memories"]
     security = TOKEN_AUTH
+    response_headers = SESSION_EXPIRY_DOC
     dependencies = {"claims": Provide(provide_claims)}
 
     @post(

@@ -17,6 +17,7 @@ from memanto_server.http import (
     KEY_AUTH,
     KEY_ROUTE,
     SESSION_EXPIRES_HEADER,
+    SESSION_EXPIRY_DOC,
     TOKEN_AUTH,
     TOKEN_OR_KEY_AUTH,
     TOKEN_ROUTE,
@@ -78,6 +79,7 @@ class SessionController(Controller):
     @get(
         ["/session/current", "/status"],
         security=TOKEN_AUTH,
+        response_headers=SESSION_EXPIRY_DOC,
         responses=problems(*TOKEN_ROUTE),
         summary="The token's live session",
     )
@@ -92,6 +94,7 @@ class SessionController(Controller):
         "/session/extend",
         dependencies={"claims": Provide(provide_claims)},
         security=TOKEN_AUTH,
+        response_headers=SESSION_EXPIRY_DOC,
         status_code=200,
         responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
         summary="Push the session's expiry back; the token stays the same",

@@ -119,6 +119,9 @@ async def test_every_api_route_documents_429_and_503_with_their_headers(client: 
         assert "WWW-Authenticate" in responses["401"]["headers"]
         for status, response in responses.items():
             assert "X-Request-ID" in response["headers"], (method, path, status)
+        success = next(r for status, r in responses.items() if status.startswith("2"))
+        token_route = {"SessionToken": []} in operation["security"] and not path.endswith("/deactivate")
+        assert ("X-Session-Expires-At" in success["headers"]) is token_route, (method, path)
 
 
 async def test_every_parameter_is_described(client: Any) -> None:
@@ -159,7 +162,8 @@ async def test_the_limits_of_parameters_and_items_are_stated(client: Any) -> Non
     doc = await document(client)
     recall = {p["name"]: p["schema"] for p in doc["paths"][f"{API}/agents/{{agent_id}}/recall"]["post"]["parameters"]}
     assert recall["limit"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}
-    assert (recall["min_score"]["minimum"], recall["min_score"]["maximum"]) == (0, 1)
+    min_score, null = recall["min_score"]["anyOf"]  # an optional number may be given as `null` (absent)
+    assert (min_score["minimum"], min_score["maximum"], null) == (0, 1, {"type": "null"})
     assert recall["tags"]["maxItems"] == 20
     assert recall["tags"]["items"]["minLength"] == 1
     assert recall["tags"]["items"]["maxLength"] == 64
@@ -171,8 +175,9 @@ async def test_the_limits_of_parameters_and_items_are_stated(client: Any) -> Non
         assert cursor["schema"]["pattern"] == "^[A-Za-z0-9_-]*$", path
         assert cursor["schema"]["maxLength"] == 1024
     activate_params = doc["paths"][f"{API}/agents/{{agent_id}}/activate"]["post"]["parameters"]
-    hours = next(p for p in activate_params if p["name"] == "duration_hours")["schema"]
+    hours = next(p for p in activate_params if p["name"] == "duration_hours")["schema"]["anyOf"][0]
     assert hours["minimum"] == pytest.approx(1 / 3600)
+    assert hours["maximum"] == 24  # MEMANTO_SESSION_MAX_HOURS, not the bound of every setting
     schemas = doc["components"]["schemas"]
     tag = schemas["RememberRequest"]["properties"]["tags"]["items"]
     assert (tag["minLength"], tag["maxLength"]) == (1, 64)
