@@ -24,6 +24,7 @@ from litestar.exceptions import ClientException, HTTPException, ValidationExcept
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from litestar.types import Empty
 
+from memanto_server.http import header
 from memanto_server.limits import MAX_BATCH, MAX_JSON_DEPTH
 
 
@@ -113,7 +114,7 @@ class StrictJsonRequest(Request[Any, Any, Any]):
         if self._json is not Empty:
             return self._json
         body = await self.body()
-        media_type = self.headers.get("content-type")
+        media_type = header(self, b"content-type")
         if body and media_type and not is_json_media_type(media_type.partition(";")[0]):
             raise HTTPException(
                 status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
