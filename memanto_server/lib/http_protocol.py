@@ -15,7 +15,8 @@ protocol has a time limit on receiving a request.) This subclass adds what is mi
   closes. A client that trickles a byte at a time does not push either deadline back.
 
 The answers are problem documents, written by the protocol itself (the app never sees such
-a request); each is logged once, as a warning, without a traceback.
+a request), as is the 400 for a request that is not HTTP at all (a NUL in a header, say);
+each is logged once, as a warning, without a traceback.
 """
 
 from __future__ import annotations
@@ -160,9 +161,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(_too_large(f"the request's headers are over {self.limits.max_header_bytes} bytes"))
 
     def _invalid(self) -> None:
-        message = "Invalid HTTP request received."
-        self.logger.warning(message)
-        self.send_400_response(message)
+        # uvicorn answers a plain-text 400; the app answers problem documents, and so does this.
+        self._refuse(_Refused(400, "bad_request", "Bad request", "the request is not valid HTTP/1.1"))
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -157,6 +157,20 @@ def test_too_many_headers_is_431(server: Server) -> None:
         assert status_of(read_all(sock)) == 200
 
 
+def test_a_request_that_is_not_http_gets_a_400_problem(server: Server) -> None:
+    """A NUL in a header (an Idempotency-Key, say) is refused by the HTTP parser itself."""
+    for head in (
+        b"POST /api/v2/agents/a/remember?content=x HTTP/1.1\r\nHost: t\r\nIdempotency-Key: a\x00b\r\n\r\n",
+        b"\x00\x01\x02 not http at all\r\n\r\n",
+    ):
+        with server.connect() as sock:
+            sock.sendall(head)
+            response = read_all(sock)
+        assert status_of(response) == 400
+        assert b'"code":"bad_request"' in response
+        assert b"application/problem+json" in response
+
+
 def test_a_connection_that_sends_nothing_is_closed(server: Server) -> None:
     with server.connect() as sock:
         assert read_all(sock) == b""  # closed by the server, without an answer (WAIT bounds the read)
