@@ -223,11 +223,11 @@ def refine(document: dict[str, Any], app: Litestar) -> dict[str, Any]:
         shapes.add(_response_type(handler))
     ordered = sorted(shapes, key=repr)
     schemas, components = msgspec.json.schema_components(ordered, ref_template="#/components/schemas/{name}")
-    document.setdefault("components", {}).setdefault("schemas", {}).update(components)
-    for shape in ordered:
+    for shape in ordered:  # what a Struct adds to msgspec's schema of it (an "at least one field")
         extra = getattr(shape, "__json_schema_extra__", None)
         if extra and shape.__name__ in components:
             components[shape.__name__].update(extra)
+    document.setdefault("components", {}).setdefault("schemas", {}).update(components)
     refs = dict(zip(ordered, schemas, strict=True))
     for operation, handler in operations:
         _refine_operation(operation, handler, refs)
