@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run migrate key test lint format clean bench bench-memory loadtest install-bench
+.PHONY: install run migrate key test fuzz lint format clean bench bench-memory loadtest install-bench
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -30,6 +30,17 @@ run: migrate key
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# A long schemathesis run against a real server (make test runs a short one): every phase,
+# FUZZ_EXAMPLES cases per route and phase, fuzzing repeated until FUZZ_TIME seconds are spent.
+# Prints schemathesis' summary (cases, failures by check). FUZZ_SEED to vary the cases.
+FUZZ_EXAMPLES ?= 100
+FUZZ_TIME     ?= 180
+FUZZ_SEED     ?= 20261201
+fuzz: install
+	MEMANTO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MEMANTO_FUZZ_MAX_TIME=$(FUZZ_TIME) MEMANTO_FUZZ_SEED=$(FUZZ_SEED) \
+	MEMANTO_FUZZ_PHASES=examples,coverage,fuzzing,stateful \
+		$(BIN)/pytest -q -s -p no:cacheprovider tests/integration/ops/test_schemathesis.py
 
 # Code only: this ruff also formats Python blocks inside Markdown, which docs may lay out by hand.
 LINTED := memanto_server tests bench

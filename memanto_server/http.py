@@ -1,23 +1,61 @@
-"""HTTP pieces shared by the controllers."""
+"""HTTP pieces shared by the controllers: path parameters, credentials and problems as the
+OpenAPI document states them, and the answer of a token route."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from litestar import Response
+import msgspec
+from litestar import Litestar, Response
 from litestar.connection import ASGIConnection
+from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import SecurityRequirement
 from litestar.params import PathParameter
+from litestar.routes import HTTPRoute
+from litestar.types import Message, Scope
 
-from memanto_server.agents.schemas import AGENT_ID_PATTERN
-from memanto_server.errors import PROBLEM_JSON, Problem
+from memanto_server.errors import PROBLEM_JSON, InvalidInput, Problem
 from memanto_server.lib.timeutil import iso_z
+from memanto_server.limits import AGENT_ID_PATTERN, MAX_AGENT_ID_CHARS, MAX_MEMORY_ID_CHARS, Instant
 
 T = TypeVar("T")
 
 SESSION_EXPIRES_HEADER = "X-Session-Expires-At"
 
-AgentIdPath = Annotated[str, PathParameter(pattern=AGENT_ID_PATTERN, description="Agent id: 1-64 of A-Z a-z 0-9 _ -")]
+AgentIdPath = Annotated[
+    str,
+    PathParameter(
+        pattern=AGENT_ID_PATTERN, max_length=MAX_AGENT_ID_CHARS, description="Agent id: 1-64 of A-Z a-z 0-9 _ -"
+    ),
+]
+MemoryIdPath = Annotated[
+    str,
+    PathParameter(max_length=MAX_MEMORY_ID_CHARS, description="Memory id (a UUID; any other text is simply not found)"),
+]
+# Documented on the answers of token routes (their handlers set it).
+SESSION_EXPIRY_DOC = [
+    ResponseHeader(
+        name=SESSION_EXPIRES_HEADER,
+        documentation_only=True,
+        description="When the session expires now (ISO-8601 UTC): extend before then.",
+    )
+]
+
+# The credential schemes (components.securitySchemes of the OpenAPI document) and, per kind of
+# route, the combinations that the route accepts: each entry of a list is one way in.
+API_KEY_BEARER = "ApiKey"
+API_KEY_HEADER = "ApiKeyHeader"
+SESSION_TOKEN = "SessionToken"  # noqa: S105 - the name of a security scheme
+KEY_AUTH: list[SecurityRequirement] = [{API_KEY_BEARER: []}, {API_KEY_HEADER: []}]
+# A token route takes the token; an API key sent beside it must be the same owner's.
+TOKEN_AUTH: list[SecurityRequirement] = [
+    {SESSION_TOKEN: []},
+    {SESSION_TOKEN: [], API_KEY_BEARER: []},
+    {SESSION_TOKEN: [], API_KEY_HEADER: []},
+]
+TOKEN_OR_KEY_AUTH: list[SecurityRequirement] = [*TOKEN_AUTH, *KEY_AUTH]
 
 
 def with_session_expiry(content: T, expires_ms: int, status_code: int = 200) -> Response[T]:
@@ -26,21 +64,26 @@ def with_session_expiry(content: T, expires_ms: int, status_code: int = 200) -> 
 
 
 _PROBLEM_DESCRIPTIONS = {
-    400: "Malformed JSON or unreadable body (`bad_request`)",
+    400: "Malformed JSON, a body that is not UTF-8 or is nested too deeply (`bad_request`)",
     401: "Missing, unknown or revoked API key; missing, malformed, forged, expired, ended or superseded session "
     "token (`missing_credentials`, `invalid_api_key`, `invalid_token`, `session_expired`, `session_ended`, "
-    "`session_superseded`)",
+    "`session_superseded`). Sends `WWW-Authenticate`.",
     403: "A valid credential used for something it does not own (`agent_mismatch`, `owner_mismatch`)",
     404: "Not found within the caller's own data (`agent_not_found`, `no_active_session`, `memory_not_found`)",
     409: "Creating what exists (`agent_exists`)",
     413: "Body over the configured limit (`payload_too_large`)",
-    422: "A field out of range or of the wrong type (`validation_error`, with `errors`)",
+    415: "A body whose `Content-Type` is not JSON (`unsupported_media_type`)",
+    422: "A field out of range or of the wrong type (`validation_error`, with `errors`), or an `Idempotency-Key` "
+    "first used with a different request (`idempotency_key_reused`)",
+    429: "Over the owner's rate limit, when the server sets one (`rate_limited`); sends `Retry-After` and "
+    "`RateLimit-*`",
     503: "Redis or Postgres unreachable (`dependency_unavailable`); sends `Retry-After`",
 }
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problem-details answers a route can give."""
+    """OpenAPI entries for the problem-details answers an /api/v2 route can give
+    (429 and 503 are possible on every one of them)."""
     return {
         status: ResponseSpec(
             data_container=Problem,
@@ -48,13 +91,13 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
             description=_PROBLEM_DESCRIPTIONS[status],
             generate_examples=False,
         )
-        for status in (*statuses, 503)
+        for status in sorted({*statuses, 429, 503})
     }
 
 
 KEY_ROUTE = (401, 422)
 TOKEN_ROUTE = (401, 403, 422)
-BODY_ROUTE = (400, 413)
+BODY_ROUTE = (400, 413, 415, 422)
 
 
 def header(connection: ASGIConnection[Any, Any, Any, Any], name: bytes) -> str | None:
@@ -64,3 +107,43 @@ def header(connection: ASGIConnection[Any, Any, Any, Any], name: bytes) -> str |
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def instant(value: str | None, field: str) -> datetime | None:
+    """A time given as a query parameter: RFC 3339 with a UTC offset, nothing else (not a
+    number of seconds, not `now`, not a time without an offset)."""
+    if value is None:
+        return None
+    try:
+        return msgspec.convert(value, Instant)
+    except msgspec.ValidationError:
+        raise InvalidInput.field(
+            field, "must be an RFC 3339 time with a UTC offset, e.g. 2026-03-30T16:30:00Z", "query"
+        ) from None
+
+
+_ALLOWED_METHODS = "memanto_allowed_methods"  # app.state key: path template → its `Allow` header
+
+
+def _allowed_methods(app: Litestar) -> dict[str, bytes]:
+    allowed: dict[str, bytes] | None = app.state.get(_ALLOWED_METHODS)
+    if allowed is None:
+        allowed = {
+            route.path_format: ", ".join(sorted(route.methods)).encode()
+            for route in app.routes
+            if isinstance(route, HTTPRoute)
+        }
+        app.state[_ALLOWED_METHODS] = allowed
+    return allowed
+
+
+async def list_every_method(message: Message, scope: Scope) -> None:
+    """`before_send` hook: the `Allow` header of Litestar's own OPTIONS answer names every
+    method of the path. Litestar 2 lists only the methods of the handlers registered first
+    on a path (fixed in Litestar 3); this puts the route's whole list in its place."""
+    if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS" or message["status"] != 204:
+        return
+    allowed = _allowed_methods(scope["litestar_app"]).get(scope.get("path_template", ""))  # type: ignore[typeddict-item]
+    if allowed is not None:
+        headers = [(name, value) for name, value in message.get("headers", ()) if name.lower() != b"allow"]
+        message["headers"] = [*headers, (b"allow", allowed)]  # type: ignore[typeddict-unknown-key]

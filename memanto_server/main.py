@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 
 from memanto_server.agents.controller import AgentController
+from memanto_server.body import StrictJsonRequest
 from memanto_server.compat.health import MemantoHealthController
 from memanto_server.compat.moorcheh import moorcheh_router
+from memanto_server.http import list_every_method
 from memanto_server.lifespan import backends
 from memanto_server.mcp.server import mcp_route, mcp_session_manager
 from memanto_server.memories.controller import MemoryController
 from memanto_server.memories.lifecycle_controller import LifecycleController
+from memanto_server.openapi import openapi_config
 from memanto_server.ops.health import HealthController
 from memanto_server.ops.logging import configure_logging
 from memanto_server.ops.metrics import metrics_endpoint
@@ -33,7 +33,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     api = Router(
         path=API_PREFIX,
         route_handlers=[SessionController, AgentController, MemoryController, LifecycleController],
-        security=[{"ApiKey": []}, {"SessionToken": []}],
         # Litestar copies the route handler for every guard call: no guard when there is no limit.
         guards=[enforce_rate_limit] if settings.rate_limit else [],
     )
@@ -49,30 +48,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[backends, rate_limiter, mcp_session_manager],
         middleware=[AccessLogMiddleware()],
-        before_send=[add_request_id, add_rate_limit_headers],
+        before_send=[add_request_id, add_rate_limit_headers, list_every_method],
+        request_class=StrictJsonRequest,
         request_max_body_size=settings.max_body_bytes,
         state=State({"settings": settings}),
-        openapi_config=OpenAPIConfig(
-            title="Memanto server",
-            version="2.0.0",
-            description=(
-                "Sessions and memories for AI agents (MEMANTO session API v2). "
-                "Errors are RFC 9457 problem details with a stable `code`."
-            ),
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-            components=Components(
-                security_schemes={
-                    "ApiKey": SecurityScheme(type="http", scheme="bearer", description="`mk_…` API key"),
-                    "SessionToken": SecurityScheme(
-                        type="apiKey",
-                        name="X-Session-Token",
-                        security_scheme_in="header",
-                        description="Session JWT from activate",
-                    ),
-                }
-            ),
-        ),
+        openapi_config=openapi_config(),
         logging_config=None,
         debug=False,
     )

@@ -82,7 +82,7 @@ def outage_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 
 # Parameters whose wire name cannot be their Python name (`query` is reserved by Litestar).
-PARAMETER_WIRE_NAMES = {"search": "query", "memory_type": "type"}
+PARAMETER_WIRE_NAMES = {"search": "query", "memory_type": "type", "idempotency_key": "Idempotency-Key"}
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 
@@ -110,6 +110,8 @@ def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> R
         if message == repr(key):
             continue
         key = _field_name(key, message)
+        if message.startswith("Expected `str` matching regex") and "x00]" in message:
+            message = "must not contain NUL characters"  # what the pattern of limits.NO_NUL means, in words
         problems.append(FieldProblem(field=key, message=message, source=item.get("source")))
     detail = "; ".join(f"{p.field}: {p.message}" for p in problems) or "the request is not valid"
     return _problem_response(

@@ -17,12 +17,20 @@ import msgspec
 
 from memanto_server.lib.rates import Rate
 from memanto_server.lib.redis_client import ClusterUrl, is_cluster_url, storage_redis_url
+from memanto_server.limits import (
+    BODY_TIMEOUT_SECONDS,
+    HEADER_TIMEOUT_SECONDS,
+    KEEP_ALIVE_TIMEOUT_SECONDS,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_HOURS,
+)
 
 ENV_PREFIX = "MEMANTO_"
 MIN_SECRET_BYTES = 32
 
 # Upper bounds keep every duration finite (no `inf`, which would overflow later).
-Hours = Annotated[float, msgspec.Meta(gt=0, le=87_600)]
+Hours = Annotated[float, msgspec.Meta(gt=0, le=MAX_HOURS)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
@@ -53,6 +61,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sweep_interval_seconds: Seconds = 15.0
 
     max_body_bytes: PositiveInt = 1_048_576
+    # What one HTTP connection may hold (`serve`; memanto_server/lib/http_protocol.py): the size
+    # and number of a request's headers, the time to send them, the time to send the body, and
+    # how long an idle connection stays open between requests.
+    http_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = MAX_HEADER_BYTES
+    http_max_headers: PositiveInt = MAX_HEADERS
+    http_header_timeout: Seconds = HEADER_TIMEOUT_SECONDS
+    http_body_timeout: Seconds = BODY_TIMEOUT_SECONDS
+    http_keep_alive_timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = KEEP_ALIVE_TIMEOUT_SECONDS
     api_key_cache_seconds: Seconds = 30.0
 
     db_pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1

@@ -12,13 +12,15 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from memanto_server.agents.schemas import AgentDetail, AgentList, AgentSummary, CreateAgentRequest
 from memanto_server.auth.cache import Owner
 from memanto_server.auth.credentials import provide_owner
-from memanto_server.http import BODY_ROUTE, KEY_ROUTE, AgentIdPath, problems
+from memanto_server.http import BODY_ROUTE, KEY_AUTH, KEY_ROUTE, AgentIdPath, problems
+from memanto_server.limits import AGENT_PAGE, CURSOR_PATTERN, MAX_CURSOR_CHARS
 from memanto_server.services import services_of
 
 
 class AgentController(Controller):
     path = "/agents"
     tags = ["agents"]
+    security = KEY_AUTH
     dependencies = {"owner": Provide(provide_owner)}
 
     @post(
@@ -36,8 +38,17 @@ class AgentController(Controller):
         self,
         owner: NamedDependency[Owner],
         request: Request[Any, Any, Any],
-        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
-        cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+        limit: Annotated[
+            int, QueryParameter(ge=AGENT_PAGE.least, le=AGENT_PAGE.most, description="Agents per page.")
+        ] = AGENT_PAGE.default,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=MAX_CURSOR_CHARS,
+                pattern=CURSOR_PATTERN,
+                description="`next_cursor` of the previous page, unchanged.",
+            ),
+        ] = None,
     ) -> AgentList:
         return await services_of(request).agents.list(owner, limit, cursor)
 

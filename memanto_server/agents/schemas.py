@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 
-# `$` alone would also match before a final newline ("abc\n"); the lookahead forbids it
-# and, unlike `\Z`, is also understood by the JavaScript regexes of OpenAPI tools.
-AGENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$(?!\n)"
-AgentId = Annotated[str, msgspec.Meta(pattern=AGENT_ID_PATTERN, description="1-64 of A-Z a-z 0-9 _ -")]
+from memanto_server.limits import AGENT_ID_PATTERN as AGENT_ID_PATTERN
+from memanto_server.limits import AgentId, Description
 
 # MEMANTO's clients name an agent's memories by its Moorcheh namespace.
 NAMESPACE_PREFIX = "memanto_agent_"
@@ -22,7 +18,7 @@ def namespace_of(agent_id: str) -> str:
 
 class CreateAgentRequest(msgspec.Struct, kw_only=True):
     agent_id: AgentId
-    description: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    description: Description | None = None
 
 
 class AgentSummary(msgspec.Struct, kw_only=True):

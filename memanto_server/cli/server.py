@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -84,12 +85,54 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--graceful-timeout", default=30, show_default=True, type=int, help="Seconds to finish in-flight work.")
-def serve(host: str, port: int, workers: int, graceful_timeout: int) -> None:
+@click.option(
+    "--max-header-bytes",
+    type=click.IntRange(1024),
+    help="Largest request line and headers, bytes (MEMANTO_HTTP_MAX_HEADER_BYTES, 16384); larger: 431.",
+)
+@click.option(
+    "--max-headers",
+    type=click.IntRange(1),
+    help="Most headers of a request (MEMANTO_HTTP_MAX_HEADERS, 100); more: 431.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.001, 86_400),
+    help="Seconds to send a request's headers (MEMANTO_HTTP_HEADER_TIMEOUT, 10); slower: 408, closed.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.001, 86_400),
+    help="Seconds to send a request's body after its headers (MEMANTO_HTTP_BODY_TIMEOUT, 30); slower: 408, closed.",
+)
+@click.option(
+    "--keep-alive-timeout",
+    type=click.IntRange(1, 3600),
+    help="Seconds an idle connection stays open between requests (MEMANTO_HTTP_KEEP_ALIVE_TIMEOUT, 5).",
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    graceful_timeout: int,
+    max_header_bytes: int | None,
+    max_headers: int | None,
+    header_timeout: float | None,
+    body_timeout: float | None,
+    keep_alive_timeout: int | None,
+) -> None:
     import uvicorn
 
+    from memanto_server.lib.http_protocol import ConnectionLimits, LimitedHttpToolsProtocol
     from memanto_server.ops.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 
     settings = _settings()  # refuse to start on a bad setting, before any worker exists
+    limits = ConnectionLimits(
+        max_header_bytes=max_header_bytes or settings.http_max_header_bytes,
+        max_headers=max_headers or settings.http_max_headers,
+        header_timeout=header_timeout or settings.http_header_timeout,
+        body_timeout=body_timeout or settings.http_body_timeout,
+    )
     metrics_dir = prepare_multiprocess_dir(workers)  # before the workers start: they inherit it
     if metrics_dir is not None:
         click.echo(f"memanto-server: {workers} workers share metrics through {metrics_dir}", err=True)
@@ -101,7 +144,9 @@ def serve(host: str, port: int, workers: int, graceful_timeout: int) -> None:
             port=port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            # httptools, with the limits uvicorn has no setting for (a partial: workers get it pickled).
+            http=functools.partial(LimitedHttpToolsProtocol, limits=limits),
+            timeout_keep_alive=keep_alive_timeout or settings.http_keep_alive_timeout,
             access_log=False,
             log_config=None,
             proxy_headers=True,

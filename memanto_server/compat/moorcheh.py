@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from memanto_server.auth.cache import Owner
@@ -45,7 +45,7 @@ from memanto_server.compat.schemas import (
     UploadRequest,
 )
 from memanto_server.errors import InvalidInput
-from memanto_server.http import BODY_ROUTE, KEY_ROUTE, problems
+from memanto_server.http import BODY_ROUTE, KEY_AUTH, KEY_ROUTE, problems
 from memanto_server.memories.lifecycle_repository import LifecycleRow
 from memanto_server.memories.schemas import AnswerRequest, RecallRequest, RecentRequest
 from memanto_server.ops.ratelimit import enforce_rate_limit
@@ -56,7 +56,9 @@ from memanto_server.settings import Settings
 BASE_PATH = "/moorcheh/v1"
 CLIENT = "memanto"  # how a session these routes activate is marked in the session history
 ANSWER_MODEL = "memanto-server/extractive"
-NamespacePath = Annotated[str, msgspec.Meta(max_length=200)]
+NamespacePath = Annotated[
+    str, PathParameter(max_length=200, description="`memanto_agent_<agent_id>`: the agent of the key's owner.")
+]
 
 
 def parse_query(query: str) -> tuple[str, list[str], list[str]]:
@@ -192,8 +194,10 @@ class MoorchehController(Controller):
         namespace_name: NamespacePath,
         owner: NamedDependency[Owner],
         request: Request[Any, Any, Any],
-        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 100,
-        next_token: Annotated[str | None, QueryParameter(max_length=1024)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100, description="How many documents, newest first.")] = 100,
+        next_token: Annotated[
+            str | None, QueryParameter(max_length=1024, description="`next_token` of the previous page, unchanged.")
+        ] = None,
     ) -> TextData:
         started = time.perf_counter()
         agent_id = namespace_agent(namespace_name)
@@ -276,6 +280,6 @@ def moorcheh_router(settings: Settings) -> Router:
     return Router(
         path=BASE_PATH,
         route_handlers=[MoorchehController],
-        security=[{"ApiKey": []}],
+        security=KEY_AUTH,
         guards=[enforce_rate_limit] if settings.rate_limit else [],
     )

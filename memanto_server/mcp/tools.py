@@ -15,6 +15,7 @@ import msgspec
 
 from memanto_server.agents.schemas import AgentId, CreateAgentRequest
 from memanto_server.auth.cache import Owner
+from memanto_server.limits import Hours
 from memanto_server.memories.schemas import (
     AnswerRequest,
     AsOfRequest,
@@ -25,7 +26,7 @@ from memanto_server.memories.schemas import (
     RememberRequest,
 )
 from memanto_server.services import Services
-from memanto_server.sessions.schemas import ActivateRequest, PositiveHours
+from memanto_server.sessions.schemas import ActivateRequest
 from memanto_server.sessions.tokens import SessionClaims
 
 # How a session that a tool activates is marked in the session history.
@@ -50,7 +51,7 @@ class ActivateArgs(ActivateRequest, kw_only=True):
 
 class ExtendArgs(msgspec.Struct, kw_only=True):
     agent_id: AgentId
-    extend_hours: PositiveHours
+    extend_hours: Hours
 
 
 class RememberArgs(RememberRequest, kw_only=True):

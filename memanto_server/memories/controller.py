@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from memanto_server.auth.credentials import provide_claims
 from memanto_server.errors import Forbidden, InvalidInput
-from memanto_server.http import BODY_ROUTE, TOKEN_ROUTE, AgentIdPath, problems, with_session_expiry
+from memanto_server.http import (
+    BODY_ROUTE,
+    SESSION_EXPIRY_DOC,
+    TOKEN_AUTH,
+    TOKEN_ROUTE,
+    AgentIdPath,
+    MemoryIdPath,
+    instant,
+    problems,
+    with_session_expiry,
+)
+from memanto_server.limits import (
+    ANSWER_SOURCES,
+    CURSOR_PATTERN,
+    MAX_CONTENT_CHARS,
+    MAX_CURSOR_CHARS,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_QUERY_CHARS,
+    MAX_TAGS,
+    MAX_TITLE_CHARS,
+    MEMORY_PAGE,
+    NO_NUL,
+    NO_NUL_NON_EMPTY,
+    RECALL_PAGE,
+    Tag,
+)
 from memanto_server.memories.schemas import (
     AnswerRequest,
     AnswerResult,
@@ -33,15 +57,35 @@ from memanto_server.sessions.tokens import SessionClaims
 
 IDEMPOTENT_REPLAY_HEADER = "Idempotent-Replayed"
 
-TypeFilter = Annotated[list[MemoryType] | None, QueryParameter(name="type", description="One or many (repeat).")]
-TagFilter = Annotated[
-    list[str] | None, QueryParameter(name="tags", max_items=20, description="All must match (repeat).")
+TypeFilter = Annotated[
+    list[MemoryType] | None,
+    QueryParameter(name="type", description="Only memories of this type; repeat the parameter for several."),
 ]
-CreatedAfter = Annotated[datetime | None, QueryParameter(description="ISO-8601; strictly after.")]
-CreatedBefore = Annotated[datetime | None, QueryParameter(description="ISO-8601; strictly before.")]
-Limit = Annotated[int, QueryParameter(ge=1, le=100)]
-CursorParam = Annotated[str | None, QueryParameter(max_length=1024, description="`next_cursor` of the last page.")]
+TagFilter = Annotated[
+    list[Tag] | None,
+    QueryParameter(
+        name="tags",
+        max_items=MAX_TAGS,
+        description="Only memories that carry every one of these tags; repeat the parameter for several.",
+    ),
+]
+_TIME = "RFC 3339 with a UTC offset, e.g. `2026-03-30T16:30:00Z`"
+CreatedAfter = Annotated[
+    str | None, QueryParameter(format="date-time", description=f"Only memories created strictly after: {_TIME}.")
+]
+CreatedBefore = Annotated[
+    str | None, QueryParameter(format="date-time", description=f"Only memories created strictly before: {_TIME}.")
+]
+CursorParam = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=MAX_CURSOR_CHARS,
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page, unchanged, with the same query and filters.",
+    ),
+]
 MEMORY_ROUTE = problems(*TOKEN_ROUTE, 404)
+_GIVE_IT = "required unless the JSON body gives it"
 
 
 def _own(claims: SessionClaims, agent_id: str) -> SessionClaims:
@@ -53,6 +97,8 @@ def _own(claims: SessionClaims, agent_id: str) -> SessionClaims:
 class MemoryController(Controller):
     path = "/agents/{agent_id:str}"
     tags = ["memories"]
+    security = TOKEN_AUTH
+    response_headers = SESSION_EXPIRY_DOC
     dependencies = {"claims": Provide(provide_claims)}
 
     @post(
@@ -60,17 +106,36 @@ class MemoryController(Controller):
         status_code=HTTP_201_CREATED,
         responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
         summary="Store a memory (201 once committed; an Idempotency-Key replay returns the first result)",
+        description="The fields come as query parameters or as a JSON body (the body wins). The same "
+        "`Idempotency-Key` with the same request returns the first result (`Idempotent-Replayed: true`); with a "
+        "different request it is a 422 `idempotency_key_reused`.",
     )
     async def remember(
         self,
         agent_id: AgentIdPath,
         claims: NamedDependency[SessionClaims],
         request: Request[Any, Any, Any],
-        content: Annotated[str | None, QueryParameter(min_length=1, max_length=10_000)] = None,
-        memory_type: Annotated[MemoryType, QueryParameter(name="type")] = "fact",
-        title: Annotated[str | None, QueryParameter(max_length=100)] = None,
+        content: Annotated[
+            str | None,
+            QueryParameter(
+                min_length=1, max_length=MAX_CONTENT_CHARS, pattern=NO_NUL, description=f"The memory; {_GIVE_IT}."
+            ),
+        ] = None,
+        memory_type: Annotated[MemoryType, QueryParameter(name="type", description="The kind of memory.")] = "fact",
+        title: Annotated[
+            str | None,
+            QueryParameter(max_length=MAX_TITLE_CHARS, pattern=NO_NUL, description="A short title (searched too)."),
+        ] = None,
         idempotency_key: Annotated[
-            str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
+            str | None,
+            HeaderParameter(
+                name="Idempotency-Key",
+                min_length=1,
+                max_length=MAX_IDEMPOTENCY_KEY_CHARS,
+                pattern=NO_NUL_NON_EMPTY,
+                description="Makes a retry safe: the same key for the same agent stores once and returns the first "
+                "result; the key with a different request is refused (422).",
+            ),
         ] = None,
         data: JSONBody[RememberRequest | None] = None,
     ) -> Response[StoredMemory]:
@@ -107,24 +172,42 @@ class MemoryController(Controller):
         status_code=200,
         responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
         summary="Search the agent's memories from every session, best first, paginated",
+        description="The fields come as query parameters or as a JSON body (the body wins).",
     )
     async def recall(
         self,
         agent_id: AgentIdPath,
         claims: NamedDependency[SessionClaims],
         request: Request[Any, Any, Any],
-        search: Annotated[str | None, QueryParameter(name="query", min_length=1, max_length=1000)] = None,
-        limit: Limit = 10,
+        search: Annotated[
+            str | None,
+            QueryParameter(
+                name="query",
+                min_length=1,
+                max_length=MAX_QUERY_CHARS,
+                pattern=NO_NUL_NON_EMPTY,
+                description=f'What to look for (words, `"a phrase"`, `or`, `-word`); {_GIVE_IT}.',
+            ),
+        ] = None,
+        limit: Annotated[
+            int,
+            QueryParameter(ge=RECALL_PAGE.least, le=RECALL_PAGE.most, description="Memories per page."),
+        ] = RECALL_PAGE.default,
         memory_type: TypeFilter = None,
         tags: TagFilter = None,
         created_after: CreatedAfter = None,
         created_before: CreatedBefore = None,
-        min_score: Annotated[float | None, QueryParameter(ge=0)] = None,
+        min_score: Annotated[
+            float | None, QueryParameter(ge=0, le=1, description="Only memories that score at least this (0 to 1).")
+        ] = None,
         cursor: CursorParam = None,
-        min_similarity: Annotated[float | None, QueryParameter(ge=0, description="MEMANTO's min_score.")] = None,
+        min_similarity: Annotated[
+            float | None, QueryParameter(ge=0, le=1, description="MEMANTO's name for `min_score`.")
+        ] = None,
         include_expired: Annotated[bool, QueryParameter(description="Expired memories too.")] = False,
         data: JSONBody[RecallRequest | None] = None,
     ) -> Response[RecallResult]:
+        after, before = instant(created_after, "created_after"), instant(created_before, "created_before")
         if data is None:
             if search is None:
                 raise InvalidInput.field("query", "required (query parameter or JSON body)")
@@ -133,8 +216,8 @@ class MemoryController(Controller):
                 limit=limit,
                 type=memory_type,
                 tags=tags,
-                created_after=created_after,
-                created_before=created_before,
+                created_after=after,
+                created_before=before,
                 min_score=min_score,
                 cursor=cursor,
                 min_similarity=min_similarity,
@@ -148,14 +231,28 @@ class MemoryController(Controller):
         status_code=200,
         responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
         summary="An extractive answer from the agent's own memories, with its sources",
+        description="The fields come as query parameters or as a JSON body (the body wins).",
     )
     async def answer(
         self,
         agent_id: AgentIdPath,
         claims: NamedDependency[SessionClaims],
         request: Request[Any, Any, Any],
-        question: Annotated[str | None, QueryParameter(min_length=1, max_length=1000)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=20)] = 5,
+        question: Annotated[
+            str | None,
+            QueryParameter(
+                min_length=1,
+                max_length=MAX_QUERY_CHARS,
+                pattern=NO_NUL_NON_EMPTY,
+                description=f"The question; {_GIVE_IT}.",
+            ),
+        ] = None,
+        limit: Annotated[
+            int,
+            QueryParameter(
+                ge=ANSWER_SOURCES.least, le=ANSWER_SOURCES.most, description="How many memories the answer may draw on."
+            ),
+        ] = ANSWER_SOURCES.default,
         include_expired: Annotated[bool, QueryParameter(description="Expired memories too.")] = False,
         data: JSONBody[AnswerRequest | None] = None,
     ) -> Response[AnswerResult]:
@@ -176,14 +273,16 @@ class MemoryController(Controller):
         tags: TagFilter = None,
         created_after: CreatedAfter = None,
         created_before: CreatedBefore = None,
-        limit: Limit = 20,
+        limit: Annotated[
+            int, QueryParameter(ge=MEMORY_PAGE.least, le=MEMORY_PAGE.most, description="Memories per page.")
+        ] = MEMORY_PAGE.default,
         cursor: CursorParam = None,
     ) -> Response[MemoryPage]:
         filters = MemoryFilters(
             types=tuple(memory_type) if memory_type else None,
             tags=tuple(tags) if tags else None,
-            created_after=created_after,
-            created_before=created_before,
+            created_after=instant(created_after, "created_after"),
+            created_before=instant(created_before, "created_before"),
         )
         page, state = await services_of(request).memories.list(_own(claims, agent_id), filters, limit, cursor)
         return with_session_expiry(page, state)
@@ -192,7 +291,7 @@ class MemoryController(Controller):
     async def show_memory(
         self,
         agent_id: AgentIdPath,
-        memory_id: FromPath[str],
+        memory_id: MemoryIdPath,
         claims: NamedDependency[SessionClaims],
         request: Request[Any, Any, Any],
     ) -> Response[MemoryRecord]:
@@ -207,7 +306,7 @@ class MemoryController(Controller):
     async def patch_memory(
         self,
         agent_id: AgentIdPath,
-        memory_id: FromPath[str],
+        memory_id: MemoryIdPath,
         claims: NamedDependency[SessionClaims],
         request: Request[Any, Any, Any],
         data: JSONBody[MemoryPatch],
@@ -219,7 +318,7 @@ class MemoryController(Controller):
     async def delete_memory(
         self,
         agent_id: AgentIdPath,
-        memory_id: FromPath[str],
+        memory_id: MemoryIdPath,
         claims: NamedDependency[SessionClaims],
         request: Request[Any, Any, Any],
     ) -> Response[None]:

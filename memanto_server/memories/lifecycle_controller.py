@@ -10,11 +10,20 @@ from typing import Any
 
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from memanto_server.auth.credentials import provide_claims
 from memanto_server.errors import Forbidden
-from memanto_server.http import BODY_ROUTE, TOKEN_ROUTE, AgentIdPath, problems, with_session_expiry
+from memanto_server.http import (
+    BODY_ROUTE,
+    SESSION_EXPIRY_DOC,
+    TOKEN_AUTH,
+    TOKEN_ROUTE,
+    AgentIdPath,
+    MemoryIdPath,
+    problems,
+    with_session_expiry,
+)
 from memanto_server.memories.schemas import (
     AsOfRequest,
     ChangedSinceRequest,
@@ -36,6 +45,8 @@ def _own(claims: SessionClaims, agent_id: str) -> SessionClaims:
 class LifecycleController(Controller):
     path = "/agents/{agent_id:str}"
     tags = ["memories"]
+    security = TOKEN_AUTH
+    response_headers = SESSION_EXPIRY_DOC
     dependencies = {"claims": Provide(provide_claims)}
 
     @post(
@@ -47,7 +58,7 @@ class LifecycleController(Controller):
     async def expire(
         self,
         agent_id: AgentIdPath,
-        memory_id: FromPath[str],
+        memory_id: MemoryIdPath,
         claims: NamedDependency[SessionClaims],
         request: Request[Any, Any, Any],
         data: JSONBody[ExpireRequest | None] = None,
@@ -65,7 +76,7 @@ class LifecycleController(Controller):
     async def restore(
         self,
         agent_id: AgentIdPath,
-        memory_id: FromPath[str],
+        memory_id: MemoryIdPath,
         claims: NamedDependency[SessionClaims],
         request: Request[Any, Any, Any],
     ) -> Response[MemoryRecord]:

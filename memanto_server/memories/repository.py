@@ -50,6 +50,16 @@ class Stored(msgspec.Struct, frozen=True):
     type: str
     created_at: datetime
     replayed: bool
+    # On a replay, the fingerprint of the request that stored the memory (None before migration 0013).
+    fingerprint: str | None = None
+
+
+class KeyReused(Exception):
+    """An item of a batch carries an idempotency key first used with another request."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"memories[{index}].idempotency_key")
+        self.index = index
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -64,15 +74,15 @@ class Position(msgspec.Struct, frozen=True):
 # one inserts, the others wait for it to commit and then insert nothing.
 INSERT_MEMORY = """
 INSERT INTO memories (owner_id, agent_id, session_id, type, title, content, tags, confidence, source, metadata,
-                      idempotency_key, occurred_at, valid_until)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()), $13)
+                      idempotency_key, idempotency_fingerprint, occurred_at, valid_until)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13, now()), $14)
 ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING memory_id, created_at
 """
 
 # A separate statement on purpose: its snapshot is taken after the conflicting insert committed.
 FIND_BY_IDEMPOTENCY_KEY = """
-SELECT memory_id, session_id, type, created_at FROM memories
+SELECT memory_id, session_id, type, created_at, idempotency_fingerprint FROM memories
 WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = $3
 """
 
@@ -84,20 +94,22 @@ WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = $3
 # what was inserted.
 INSERT_GROUP = """
 INSERT INTO memories (memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source,
-                      metadata, idempotency_key, occurred_at, valid_until)
+                      metadata, idempotency_key, idempotency_fingerprint, occurred_at, valid_until)
 SELECT g.memory_id, g.owner_id, g.agent_id, g.session_id, g.type, g.title, g.content,
        ARRAY(SELECT jsonb_array_elements_text(g.tags::jsonb)), g.confidence, g.source, g.metadata::jsonb,
-       g.idempotency_key, coalesce(g.occurred_at, now()), g.valid_until
+       g.idempotency_key, g.idempotency_fingerprint, coalesce(g.occurred_at, now()), g.valid_until
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::real[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[])
+            $9::real[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::timestamptz[])
      AS g(memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source, metadata,
-          idempotency_key, occurred_at, valid_until)
+          idempotency_key, idempotency_fingerprint, occurred_at, valid_until)
 ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING memory_id, created_at
 """
 
+# The memories that earlier requests stored under some of a batch's keys, with the fingerprint
+# of each one's request.
 FIND_BY_IDEMPOTENCY_KEYS = """
-SELECT idempotency_key, memory_id FROM memories
+SELECT idempotency_key, memory_id, idempotency_fingerprint FROM memories
 WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = ANY($3::text[])
 """
 
@@ -336,6 +348,7 @@ class NewMemory(msgspec.Struct, frozen=True):
     session_id: str
     memory: RememberRequest
     idempotency_key: str | None
+    fingerprint: str | None  # of the request, when it carries an idempotency key
 
 
 def _json_text(value: Any) -> str | None:
@@ -351,14 +364,22 @@ class MemoryRepository:
         )
 
     async def insert(
-        self, owner_id: str, agent_id: str, session_id: str, memory: RememberRequest, idempotency_key: str | None
+        self,
+        owner_id: str,
+        agent_id: str,
+        session_id: str,
+        memory: RememberRequest,
+        idempotency_key: str | None,
+        fingerprint: str | None = None,
     ) -> Stored:
         """Store one memory (committed on return), or find the one its idempotency key stored first.
 
         The inserts of concurrent requests go to Postgres together, as a group commit: one
         statement (INSERT_GROUP), one round trip and one commit for up to REMEMBER_GROUP of them.
         """
-        return await self._remembers.submit(NewMemory(UUID(owner_id), agent_id, session_id, memory, idempotency_key))
+        return await self._remembers.submit(
+            NewMemory(UUID(owner_id), agent_id, session_id, memory, idempotency_key, fingerprint)
+        )
 
     async def _insert_group(self, group: list[NewMemory]) -> list[Stored | Exception]:
         if len(group) == 1:
@@ -379,6 +400,7 @@ class MemoryRepository:
                 [new.memory.source for new in group],
                 [_json_text(new.memory.metadata) for new in group],
                 [new.idempotency_key for new in group],
+                [new.fingerprint for new in group],
                 [new.memory.occurred_at for new in group],
                 [new.memory.valid_until for new in group],
             )
@@ -410,6 +432,7 @@ class MemoryRepository:
             memory.source,
             memory.metadata,
             new.idempotency_key,
+            new.fingerprint,
             memory.occurred_at,
             memory.valid_until,
         )
@@ -421,15 +444,30 @@ class MemoryRepository:
         """The memory that an earlier request with the same idempotency key stored."""
         first = await self._db.fetchrow(FIND_BY_IDEMPOTENCY_KEY, new.owner_id, new.agent_id, new.idempotency_key)
         assert first is not None, "a conflicting idempotent insert must be visible once committed"
-        return Stored(str(first["memory_id"]), first["session_id"], first["type"], first["created_at"], replayed=True)
+        return Stored(
+            str(first["memory_id"]),
+            first["session_id"],
+            first["type"],
+            first["created_at"],
+            replayed=True,
+            fingerprint=first["idempotency_fingerprint"],
+        )
 
     async def insert_batch(
-        self, owner_id: str, agent_id: str, session_id: str, memory_ids: list[UUID], memories: list[RememberRequest]
+        self,
+        owner_id: str,
+        agent_id: str,
+        session_id: str,
+        memory_ids: list[UUID],
+        memories: list[RememberRequest],
+        fingerprints: list[str | None],
     ) -> list[str]:
-        """Store the batch; return each item's memory id (the first one's, for an item seen before)."""
+        """Store the batch; return each item's memory id (the first one's, for an item seen before).
+
+        All or nothing: an item whose idempotency key was first used with another request
+        (its fingerprint differs) raises KeyReused, and the batch is rolled back."""
         count = len(memories)
-        inserted = await self._db.fetch(
-            INSERT_GROUP,
+        args = (
             memory_ids,
             [UUID(owner_id)] * count,
             [agent_id] * count,
@@ -442,19 +480,31 @@ class MemoryRepository:
             [m.source for m in memories],
             [_json_text(m.metadata) for m in memories],
             [m.idempotency_key for m in memories],
+            fingerprints,
             [m.occurred_at for m in memories],
             [m.valid_until for m in memories],
         )
         ids = [str(i) for i in memory_ids]
-        if len(inserted) == len(memories):
+        if not any(m.idempotency_key for m in memories):
+            await self._db.fetch(INSERT_GROUP, *args)  # nothing can conflict: one statement, one commit
             return ids
-        new = {str(r["memory_id"]) for r in inserted}
-        keys = [m.idempotency_key for m, i in zip(memories, ids, strict=True) if i not in new and m.idempotency_key]
-        first = {
-            r["idempotency_key"]: str(r["memory_id"])
-            for r in await self._db.fetch(FIND_BY_IDEMPOTENCY_KEYS, UUID(owner_id), agent_id, keys)
-        }
-        return [i if i in new else first[m.idempotency_key or ""] for m, i in zip(memories, ids, strict=True)]
+        async with self._db.transaction() as conn:
+            new = {str(r["memory_id"]) for r in await conn.fetch(INSERT_GROUP, *args)}
+            if len(new) == count:
+                return ids
+            keys = [m.idempotency_key for m, i in zip(memories, ids, strict=True) if i not in new and m.idempotency_key]
+            earlier = await conn.fetch(FIND_BY_IDEMPOTENCY_KEYS, UUID(owner_id), agent_id, keys)
+            first = {r["idempotency_key"]: r for r in earlier}
+            answer = []
+            for index, (memory, memory_id, fingerprint) in enumerate(zip(memories, ids, fingerprints, strict=True)):
+                if memory_id in new:
+                    answer.append(memory_id)
+                    continue
+                stored = first[memory.idempotency_key or ""]
+                if stored["idempotency_fingerprint"] not in (None, fingerprint):
+                    raise KeyReused(index)  # leaving the block rolls the batch back
+                answer.append(str(stored["memory_id"]))
+            return answer
 
     async def search(
         self,

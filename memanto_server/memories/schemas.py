@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
 from memanto_server.agents.schemas import namespace_of
+from memanto_server.limits import (
+    ANSWER_SOURCES,
+    RECALL_PAGE,
+    AnswerLimit,
+    Confidence,
+    Content,
+    Cursor,
+    IdempotencyKey,
+    Instant,
+    Query,
+    RecallLimit,
+    Score,
+    Source,
+    Tags,
+    Title,
+)
+from memanto_server.limits import MAX_BATCH as MAX_BATCH  # the clients read it from here
 
 MemoryType = Literal[
     "fact",
@@ -27,33 +44,7 @@ MemoryType = Literal[
 ]
 MEMORY_TYPES: tuple[str, ...] = MemoryType.__args__  # type: ignore[attr-defined]
 
-Content = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
-Title = Annotated[str, msgspec.Meta(max_length=100)]
-Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Tags = Annotated[list[Tag], msgspec.Meta(max_length=20)]
-Confidence = Annotated[float, msgspec.Meta(ge=0, le=1)]
-Source = Annotated[str, msgspec.Meta(max_length=200)]
-Query = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
-Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
-Score = Annotated[float, msgspec.Meta(ge=0)]
-Cursor = Annotated[str, msgspec.Meta(max_length=1024)]
-
-IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-# A moment on the wire: ISO-8601, `Z` or an offset (a time without one is taken as UTC).
-Moment = Annotated[
-    datetime,
-    msgspec.Meta(description="ISO-8601 time; without an offset it is UTC.", extra_json_schema={"format": "date-time"}),
-]
 ExpireReason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-
-
-def utc(moment: datetime | None) -> datetime | None:
-    """`moment` with its offset, or as UTC when it has none (never the server's local time)."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-MAX_METADATA_BYTES = 4096
-MAX_BATCH = 100
 
 
 class RememberRequest(msgspec.Struct, kw_only=True):
@@ -68,14 +59,12 @@ class RememberRequest(msgspec.Struct, kw_only=True):
     # In a batch, an item's own Idempotency-Key (a single remember takes the header).
     idempotency_key: IdempotencyKey | None = None
     # The time the memory is about (default: when it is stored), and until when it holds.
-    occurred_at: Moment | None = None
-    valid_until: Moment | None = None
+    occurred_at: Instant | None = None
+    valid_until: Instant | None = None
 
     def __post_init__(self) -> None:
         if self.type is None:
             self.type = "fact"
-        self.occurred_at = utc(self.occurred_at)
-        self.valid_until = utc(self.valid_until)
 
 
 class BatchRememberRequest(msgspec.Struct, kw_only=True):
@@ -122,11 +111,11 @@ class MemoryFilters(msgspec.Struct, kw_only=True, frozen=True):
 
 class RecallRequest(msgspec.Struct, kw_only=True):
     query: Query
-    limit: Limit = 10
+    limit: RecallLimit = RECALL_PAGE.default
     type: MemoryType | list[MemoryType] | None = None
     tags: Tags | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: Instant | None = None
+    created_before: Instant | None = None
     min_score: Score | None = None
     cursor: Cursor | None = None
     # MEMANTO's name for min_score.
@@ -180,7 +169,7 @@ class RecallResult(msgspec.Struct, kw_only=True):
 
 class AnswerRequest(msgspec.Struct, kw_only=True):
     question: Query
-    limit: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    limit: AnswerLimit = ANSWER_SOURCES.default
     include_expired: bool = False
 
 
@@ -222,7 +211,14 @@ class MemoryPage(msgspec.Struct, kw_only=True):
 
 
 class MemoryPatch(msgspec.Struct, kw_only=True):
-    """Only the fields present change; `null` clears the nullable ones."""
+    """Only the fields present change; `null` clears the nullable ones. At least one field."""
+
+    # What the OpenAPI document adds to the schema msgspec makes of it (openapi.py).
+    __json_schema_extra__: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": [name]} for name in ("content", "type", "title", "tags", "confidence", "source", "metadata")
+        ]
+    }
 
     content: Content | UnsetType = UNSET
     type: MemoryType | UnsetType = UNSET
@@ -231,14 +227,8 @@ class MemoryPatch(msgspec.Struct, kw_only=True):
     confidence: Confidence | UnsetType = UNSET
     source: Source | UnsetType | None = UNSET
     metadata: dict[str, Any] | UnsetType | None = UNSET
-    occurred_at: Moment | UnsetType = UNSET
-    valid_until: Moment | UnsetType | None = UNSET
-
-    def __post_init__(self) -> None:
-        if isinstance(self.occurred_at, datetime):
-            self.occurred_at = utc(self.occurred_at)  # type: ignore[assignment]
-        if isinstance(self.valid_until, datetime):
-            self.valid_until = utc(self.valid_until)
+    occurred_at: Instant | UnsetType = UNSET
+    valid_until: Instant | UnsetType | None = UNSET
 
 
 # The lifecycle (api.md, Memory lifecycle): expire and restore, and recalls in time.
@@ -249,11 +239,11 @@ class ExpireRequest(msgspec.Struct, kw_only=True):
 
 
 class _TimelineFilters(msgspec.Struct, kw_only=True):
-    limit: Limit = 10
+    limit: RecallLimit = RECALL_PAGE.default
     type: MemoryType | list[MemoryType] | None = None
     tags: Tags | None = None
-    created_after: Moment | None = None
-    created_before: Moment | None = None
+    created_after: Instant | None = None
+    created_before: Instant | None = None
     cursor: Cursor | None = None
 
     def filters(self, include_expired: bool = False) -> MemoryFilters:
@@ -261,8 +251,8 @@ class _TimelineFilters(msgspec.Struct, kw_only=True):
         return MemoryFilters(
             types=tuple(types) if types else None,
             tags=tuple(self.tags) if self.tags else None,
-            created_after=utc(self.created_after),
-            created_before=utc(self.created_before),
+            created_after=self.created_after,
+            created_before=self.created_before,
             include_expired=include_expired,
         )
 
@@ -276,19 +266,13 @@ class RecentRequest(_TimelineFilters, kw_only=True):
 class AsOfRequest(_TimelineFilters, kw_only=True):
     """What the agent knew at `as_of`: memories that had occurred by then and were not yet expired."""
 
-    as_of: Moment
-
-    def __post_init__(self) -> None:
-        self.as_of = utc(self.as_of)  # type: ignore[assignment]
+    as_of: Instant
 
 
 class ChangedSinceRequest(_TimelineFilters, kw_only=True):
     """Memories created, changed, expired or restored after `since`, most recent change first."""
 
-    since: Moment
-
-    def __post_init__(self) -> None:
-        self.since = utc(self.since)  # type: ignore[assignment]
+    since: Instant
 
 
 class TimelineMemory(MemoryRecord, kw_only=True):

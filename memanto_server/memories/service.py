@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -18,14 +19,14 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 
-from memanto_server.errors import InvalidInput, NotFound, Unauthorized
+from memanto_server.errors import FieldProblem, InvalidInput, NotFound, Unauthorized
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import iso_z
+from memanto_server.limits import MAX_METADATA_BYTES
 from memanto_server.memories.records import record_of
-from memanto_server.memories.repository import MemoryRepository, MemoryRow, Position
+from memanto_server.memories.repository import KeyReused, MemoryRepository, MemoryRow, Position
 from memanto_server.memories.schemas import (
-    MAX_METADATA_BYTES,
     AnswerRequest,
     AnswerResult,
     BatchStored,
@@ -81,8 +82,28 @@ def _check_memory(memory: RememberRequest | MemoryPatch, prefix: str = "") -> No
     tags = memory.tags if isinstance(memory.tags, list) else []
     for index, tag in enumerate(tags):
         reject_nul(tag, f"{prefix}tags[{index}]")
+    if isinstance(memory, RememberRequest):
+        reject_nul(memory.idempotency_key, prefix + "idempotency_key")
     if memory.metadata is not msgspec.UNSET:
         _check_metadata(memory.metadata, prefix + "metadata")
+
+
+def request_fingerprint(memory: RememberRequest) -> str:
+    """What an idempotency key is bound to: the memory the request asks to store, whether its
+    fields came as query parameters or in a body, in any order (the key itself left out)."""
+    canonical = msgspec.json.encode(msgspec.structs.replace(memory, idempotency_key=None), order="sorted")
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _key_reused(field: str, key: str, source: str) -> InvalidInput:
+    # IETF draft-ietf-httpapi-idempotency-key-header: a key reused with a different request
+    # payload is a 422 that says so.
+    return InvalidInput(
+        f"{field}: the idempotency key '{key}' was first used with a different request; "
+        "send a new key for a new memory",
+        code="idempotency_key_reused",
+        errors=[FieldProblem(field=field, message="first used with a different request", source=source)],
+    )
 
 
 def memory_uuid(text: str) -> uuid.UUID:
@@ -132,15 +153,20 @@ class MemoryService:
         self, claims: SessionClaims, request: RememberRequest, idempotency_key: str | None = None
     ) -> tuple[StoredMemory, int, bool]:
         _check_memory(request)
+        key = idempotency_key or request.idempotency_key
+        reject_nul(key, "Idempotency-Key")
+        fingerprint = request_fingerprint(request) if key else None
         stored, state = await self._counted_write(
             claims,
             1,
             lambda: self._repository.insert(
-                claims.owner_id, claims.agent_id, claims.session_id, request, idempotency_key or request.idempotency_key
+                claims.owner_id, claims.agent_id, claims.session_id, request, key, fingerprint
             ),
         )
         if stored.replayed:  # the first request stored (and counted) it
             state = await self._sessions.take_back(claims, state, stored=1)
+            if stored.fingerprint not in (None, fingerprint):
+                raise _key_reused("Idempotency-Key", key or "", "header")
         else:
             MEMORIES_STORED.inc()
         memory = StoredMemory(
@@ -156,11 +182,18 @@ class MemoryService:
         for index, memory in enumerate(memories):
             _check_memory(memory, f"memories[{index}].")
         ids = [uuid.uuid4() for _ in memories]
-        memory_ids, state = await self._counted_write(
-            claims,
-            len(memories),
-            lambda: self._repository.insert_batch(claims.owner_id, claims.agent_id, claims.session_id, ids, memories),
-        )
+        fingerprints = [request_fingerprint(m) if m.idempotency_key else None for m in memories]
+        try:
+            memory_ids, state = await self._counted_write(
+                claims,
+                len(memories),
+                lambda: self._repository.insert_batch(
+                    claims.owner_id, claims.agent_id, claims.session_id, ids, memories, fingerprints
+                ),
+            )
+        except KeyReused as reused:
+            field = f"memories[{reused.index}].idempotency_key"
+            raise _key_reused(field, memories[reused.index].idempotency_key or "", "body") from None
         stored = sum(1 for new, given in zip(ids, memory_ids, strict=True) if str(new) == given)
         MEMORIES_STORED.inc(stored)
         if stored < len(memories):  # repeats were counted by the request that first stored them
@@ -203,8 +236,11 @@ class MemoryService:
 
     async def recall(self, claims: SessionClaims, request: RecallRequest) -> tuple[RecallResult, int]:
         reject_nul(request.query, "query")
+        reject_nul(request.tags, "tags")
         fingerprint = query_fingerprint(request.query, request.filters(), request.min_score)
         resume = decode_recall_cursor(request.cursor, fingerprint)
+        if resume is not None:
+            reject_nul(resume.text, "cursor")
         mode, text, rows = await self._search(claims, request, (resume.mode,) if resume else MODES, resume)
         page = rows[: request.limit]
         # Liveness is checked after the search so that the check and the count are one
@@ -245,6 +281,7 @@ class MemoryService:
     async def list(
         self, claims: SessionClaims, filters: MemoryFilters, limit: int, cursor: str | None
     ) -> tuple[MemoryPage, int]:
+        reject_nul(filters.tags, "tags")
         position = decode_cursor(cursor, ListCursor)
         after = Position(position.c, str(position.i)) if position else None
         rows, state = await asyncio.gather(

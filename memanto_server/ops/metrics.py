@@ -75,7 +75,13 @@ def exposition(accept: str = "") -> tuple[bytes, str]:
     return encode(registry), content_type
 
 
-@get("/metrics", include_in_schema=False, sync_to_thread=False)
+@get(
+    "/metrics",
+    sync_to_thread=False,
+    tags=["service"],
+    summary="Prometheus metrics of this instance (no credentials: keep it off the public network)",
+    media_type="text/plain; version=0.0.4; charset=utf-8",
+)
 def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus scrape target (no credentials: keep it off the public network)."""
     body, content_type = exposition(request.headers.get("accept", ""))

@@ -14,13 +14,18 @@ from memanto_server.auth.credentials import Credentials, provide_claims, provide
 from memanto_server.errors import InvalidInput
 from memanto_server.http import (
     BODY_ROUTE,
+    KEY_AUTH,
     KEY_ROUTE,
     SESSION_EXPIRES_HEADER,
+    SESSION_EXPIRY_DOC,
+    TOKEN_AUTH,
+    TOKEN_OR_KEY_AUTH,
     TOKEN_ROUTE,
     AgentIdPath,
     problems,
     with_session_expiry,
 )
+from memanto_server.limits import CURSOR_PATTERN, HISTORY_PAGE, MAX_CURSOR_CHARS, MAX_HOURS, MIN_HOURS
 from memanto_server.services import services_of
 from memanto_server.sessions.schemas import (
     ActivatedSession,
@@ -33,7 +38,19 @@ from memanto_server.sessions.schemas import (
 )
 from memanto_server.sessions.tokens import SessionClaims
 
-QueryHours = Annotated[float | None, QueryParameter(gt=0, description="Hours (fractions allowed), at most 24.")]
+
+def _hours(description: str) -> QueryParameter:
+    return QueryParameter(
+        ge=MIN_HOURS,
+        le=MAX_HOURS,
+        description=f"{description}: hours, fractions allowed, at least one second; at most what the server "
+        "allows (24 by default). Also accepted in the JSON body.",
+    )
+
+
+DurationHours = Annotated[float | None, _hours("How long the session lasts (6 by default)")]
+ExtendHours = Annotated[float | None, _hours("How much longer the session lasts")]
+AdditionalHours = Annotated[float | None, _hours("Another name of `extend_hours`")]
 
 
 class SessionController(Controller):
@@ -43,6 +60,7 @@ class SessionController(Controller):
         "/agents/{agent_id:str}/activate",
         status_code=HTTP_201_CREATED,
         dependencies={"owner": Provide(provide_owner)},
+        security=KEY_AUTH,
         responses=problems(*KEY_ROUTE, *BODY_ROUTE),
         summary="Start a session (creates the agent if needed, supersedes its live session)",
     )
@@ -51,7 +69,7 @@ class SessionController(Controller):
         agent_id: AgentIdPath,
         owner: NamedDependency[Owner],
         request: Request[Any, Any, Any],
-        duration_hours: QueryHours = None,
+        duration_hours: DurationHours = None,
         data: JSONBody[ActivateRequest | None] = None,
     ) -> ActivatedSession:
         body = data or ActivateRequest()
@@ -60,6 +78,8 @@ class SessionController(Controller):
 
     @get(
         ["/session/current", "/status"],
+        security=TOKEN_AUTH,
+        response_headers=SESSION_EXPIRY_DOC,
         responses=problems(*TOKEN_ROUTE),
         summary="The token's live session",
     )
@@ -73,6 +93,8 @@ class SessionController(Controller):
     @post(
         "/session/extend",
         dependencies={"claims": Provide(provide_claims)},
+        security=TOKEN_AUTH,
+        response_headers=SESSION_EXPIRY_DOC,
         status_code=200,
         responses=problems(*TOKEN_ROUTE, *BODY_ROUTE),
         summary="Push the session's expiry back; the token stays the same",
@@ -81,8 +103,8 @@ class SessionController(Controller):
         self,
         claims: NamedDependency[SessionClaims],
         request: Request[Any, Any, Any],
-        extend_hours: QueryHours = None,
-        additional_hours: QueryHours = None,
+        extend_hours: ExtendHours = None,
+        additional_hours: AdditionalHours = None,
         data: JSONBody[ExtendRequest | None] = None,
     ) -> Response[ExtendedSession]:
         body = data or ExtendRequest()
@@ -100,6 +122,7 @@ class SessionController(Controller):
     @post(
         "/agents/{agent_id:str}/deactivate",
         dependencies={"credentials": Provide(provide_credentials)},
+        security=TOKEN_OR_KEY_AUTH,
         status_code=200,
         responses=problems(*TOKEN_ROUTE, 404),
         summary="End the agent's live session (token, or the owner's API key alone)",
@@ -112,6 +135,7 @@ class SessionController(Controller):
     @get(
         "/agents/{agent_id:str}/sessions",
         dependencies={"owner": Provide(provide_owner)},
+        security=KEY_AUTH,
         responses=problems(*KEY_ROUTE, 404),
         summary="Every session the agent had, newest first, with how it ended and its final counters",
     )
@@ -120,7 +144,16 @@ class SessionController(Controller):
         agent_id: AgentIdPath,
         owner: NamedDependency[Owner],
         request: Request[Any, Any, Any],
-        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-        cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+        limit: Annotated[
+            int, QueryParameter(ge=HISTORY_PAGE.least, le=HISTORY_PAGE.most, description="Sessions per page.")
+        ] = HISTORY_PAGE.default,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=MAX_CURSOR_CHARS,
+                pattern=CURSOR_PATTERN,
+                description="`next_cursor` of the previous page, unchanged.",
+            ),
+        ] = None,
     ) -> SessionHistory:
         return await services_of(request).sessions.history(owner, agent_id, limit, cursor)

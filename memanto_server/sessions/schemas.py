@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
 from memanto_server.agents.schemas import namespace_of
-
-PositiveHours = Annotated[float, msgspec.Meta(gt=0, description="Hours; fractions allowed.")]
+from memanto_server.limits import Hours
 
 
 class ActivateRequest(msgspec.Struct, kw_only=True):
-    duration_hours: PositiveHours | None = None
+    duration_hours: Hours | None = None
     metadata: dict[str, Any] | None = None
 
 
 class ExtendRequest(msgspec.Struct, kw_only=True):
-    extend_hours: PositiveHours | None = None
-    additional_hours: PositiveHours | None = None
+    extend_hours: Hours | None = None
+    additional_hours: Hours | None = None
 
 
 class ActivatedSession(msgspec.Struct, kw_only=True):

@@ -16,6 +16,7 @@ from memanto_server.errors import Forbidden, InvalidInput, NotFound, Unauthorize
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import from_ms, human_duration, iso_z, now_ms, to_ms
+from memanto_server.limits import MAX_METADATA_BYTES, MIN_HOURS
 from memanto_server.ops.metrics import SESSIONS_ACTIVATED, SESSIONS_ENDED
 from memanto_server.sessions.repository import HistoryRow, SessionRepository
 from memanto_server.sessions.schemas import (
@@ -31,7 +32,6 @@ from memanto_server.sessions.tokens import SessionClaims, TokenCodec
 from memanto_server.settings import Settings
 
 MS_PER_HOUR = 3_600_000
-MAX_METADATA_BYTES = 4096
 
 
 class HistoryCursor(msgspec.Struct, forbid_unknown_fields=True):
@@ -70,9 +70,9 @@ class SessionService:
         self, owner: Owner, agent_id: str, duration_hours: float | None, metadata: dict[str, Any] | None
     ) -> ActivatedSession:
         hours = self._settings.session_default_hours if duration_hours is None else duration_hours
-        if hours > self._settings.session_max_hours:
+        if not MIN_HOURS <= hours <= self._settings.session_max_hours:  # NaN fails both
             raise InvalidInput.field(
-                "duration_hours", f"must be at most {_hours(self._settings.session_max_hours)} hours"
+                "duration_hours", f"must be one second to {_hours(self._settings.session_max_hours)} hours"
             )
         if metadata is not None and len(msgspec.json.encode(metadata)) > MAX_METADATA_BYTES:
             raise InvalidInput.field("metadata", f"must encode to at most {MAX_METADATA_BYTES} bytes of JSON")
@@ -144,8 +144,8 @@ class SessionService:
         )
 
     async def extend(self, claims: SessionClaims, hours: float, field: str) -> tuple[ExtendedSession, int]:
-        if hours > self._settings.extend_max_hours:
-            raise InvalidInput.field(field, f"must be at most {_hours(self._settings.extend_max_hours)} hours")
+        if not MIN_HOURS <= hours <= self._settings.extend_max_hours:  # NaN fails both
+            raise InvalidInput.field(field, f"must be one second to {_hours(self._settings.extend_max_hours)} hours")
         result = await self._store.extend(
             claims.owner_id, claims.agent_id, claims.session_id, round(hours * MS_PER_HOUR)
         )

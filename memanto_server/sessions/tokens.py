@@ -14,31 +14,60 @@ that forgets its oldest entries first; a cache library would add nothing here.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 import msgspec
 
-from memanto_server.agents.schemas import AGENT_ID_PATTERN
 from memanto_server.errors import Unauthorized
 from memanto_server.lib.timeutil import iso_z
+from memanto_server.limits import AGENT_ID_PATTERN
 from memanto_server.settings import Settings, key_id
 
 ALGORITHM = "HS256"
 ISSUER = "memanto"
-_REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub", "agent_id", "session_id", "owner_id", "expires_at"]
+# PyJWT reads `exp` and `iat` of any type with int() ("123" passes, a list raises TypeError);
+# TokenPayload checks every claim's type instead, then `iss`, `iat` and `exp` are compared.
+_SIGNATURE_ONLY: dict[str, Any] = {
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+    "verify_iss": False,
+    "verify_aud": False,
+}
 VERIFIED_MEMO_SIZE = 8192
 
 
 _UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
-class SessionClaims(msgspec.Struct, frozen=True):
-    """What a verified token binds: claims of any other shape are refused, even if signed."""
+OwnerId = Annotated[str, msgspec.Meta(pattern=_UUID)]
+AgentId = Annotated[str, msgspec.Meta(pattern=AGENT_ID_PATTERN)]
+SessionId = Annotated[str, msgspec.Meta(pattern=r"^sess_[A-Za-z0-9_-]{8,64}$")]
 
-    owner_id: Annotated[str, msgspec.Meta(pattern=_UUID)]
-    agent_id: Annotated[str, msgspec.Meta(pattern=AGENT_ID_PATTERN)]
-    session_id: Annotated[str, msgspec.Meta(pattern=r"^sess_[A-Za-z0-9_-]{8,64}$")]
+
+class SessionClaims(msgspec.Struct, frozen=True):
+    """What a verified token binds."""
+
+    owner_id: OwnerId
+    agent_id: AgentId
+    session_id: SessionId
+
+
+class TokenPayload(msgspec.Struct, frozen=True):
+    """Every claim this server signs, of the type it signs it with: a token whose claims have
+    any other shape (a number for `owner_id`, a string for `exp`) is refused, even if signed,
+    before anything is remembered or compared."""
+
+    iss: str
+    sub: str
+    owner_id: OwnerId
+    agent_id: AgentId
+    session_id: SessionId
+    expires_at: str
+    iat: int
+    exp: int
 
 
 def _expired() -> Unauthorized:
@@ -90,18 +119,16 @@ class TokenCodec:
         if secret is None or header.get("alg") != ALGORITHM:
             raise Unauthorized("the session token was not signed by this server", code="invalid_token")
         try:
-            payload = jwt.decode(
-                token,
-                secret,
-                algorithms=[ALGORITHM],
-                issuer=ISSUER,
-                options={"require": _REQUIRED_CLAIMS},
-            )
-        except jwt.ExpiredSignatureError:
-            raise _expired() from None
-        except jwt.PyJWTError:
+            # The signature only: the claims are checked below, each for its type first.
+            payload = jwt.decode(token, secret, algorithms=[ALGORITHM], options=_SIGNATURE_ONLY)
+            claims = msgspec.convert(payload, TokenPayload)
+        except (jwt.PyJWTError, msgspec.ValidationError):
             raise Unauthorized("the session token is invalid", code="invalid_token") from None
-        try:
-            return msgspec.convert(payload, SessionClaims), payload["exp"]
-        except msgspec.ValidationError:
-            raise Unauthorized("the session token is invalid", code="invalid_token") from None
+        now = time.time()
+        if claims.iss != ISSUER or claims.iat > now:
+            raise Unauthorized("the session token is invalid", code="invalid_token")
+        if claims.exp <= now:
+            raise _expired()
+        return SessionClaims(
+            owner_id=claims.owner_id, agent_id=claims.agent_id, session_id=claims.session_id
+        ), claims.exp

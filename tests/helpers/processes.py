@@ -154,8 +154,10 @@ class ServerProcess:
         log_path: Path | None = None,
         port: int | None = None,
         graceful_timeout: int | None = None,
+        options: list[str] | None = None,
     ) -> None:
         self.env = env
+        self.options = options or []
         self.workers = workers
         self.log_path = log_path
         self.port = port or free_port()
@@ -170,6 +172,7 @@ class ServerProcess:
         command += ["--workers", str(self.workers)]
         if self.graceful_timeout is not None:
             command += ["--graceful-timeout", str(self.graceful_timeout)]
+        command += self.options
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=os.getcwd()

@@ -95,12 +95,24 @@ async def test_a_memory_is_about_the_time_it_is_stored_unless_told(client: Any, 
     assert now["expired_at"] is None
 
 
-async def test_a_time_without_an_offset_is_utc(client: Any, owner: OwnerKey) -> None:
+async def test_times_carry_their_offset_and_a_time_without_one_is_refused(
+    client: Any, owner: OwnerKey, db: asyncpg.Connection[Any]
+) -> None:
     live = await start(client, owner)
-    memory_id = await remember(client, live, "Naive times", occurred_at="2022-01-02T03:04:05")
-    assert (await record(client, live, memory_id))["occurred_at"] == "2022-01-02T03:04:05Z"
     offset = await remember(client, live, "Offset times", occurred_at="2022-01-02T03:04:05+02:00")
     assert (await record(client, live, offset))["occurred_at"] == "2022-01-02T01:04:05Z"
+    # A time without an offset means a different moment on every server: refused, nothing stored.
+    naive = await client.post(
+        live.url("remember"),
+        json={"content": "Naive times", "occurred_at": "2022-01-02T03:04:05"},
+        headers=live.headers,
+    )
+    problem = assert_problem(naive, 422, "validation_error")
+    assert problem["errors"][0]["field"] == "occurred_at"
+    stored = await db.fetchval(
+        "SELECT count(*) FROM memories WHERE owner_id = $1 AND content = 'Naive times'", uuid.UUID(owner.owner_id)
+    )
+    assert stored == 0
 
 
 async def test_batch_remember_keeps_each_items_dates(client: Any, owner: OwnerKey, db: asyncpg.Connection[Any]) -> None:

@@ -175,17 +175,17 @@ async def test_idempotency_key_replays_the_first_memory(
     )
     assert first.status_code == 201, first.text
     assert first.headers.get("Idempotent-Replayed") != "true"
-    again = await client.post(live.url("remember"), json={"content": "Order 7781 ships Tuesday"}, headers=headers)
+    again = await client.post(
+        live.url("remember"), json={"content": "Order 7781 ships Tuesday", "type": "event"}, headers=headers
+    )
     assert again.status_code == 201, again.text
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.json()["memory_id"] == first.json()["memory_id"]
-    assert again.json()["type"] == "event"  # the first result, not the retry's
+    assert again.json()["type"] == "event"
     assert again.json()["created_at"] == first.json()["created_at"]
-    # A retry whose body differs still returns the first result and stores nothing new.
+    # A retry whose request differs is refused (test_idempotency_conflicts.py) and stores nothing new.
     changed = await client.post(live.url("remember"), params={"content": "something else"}, headers=headers)
-    assert changed.status_code == 201, changed.text
-    assert changed.json()["memory_id"] == first.json()["memory_id"]
-    assert changed.headers.get("Idempotent-Replayed") == "true"
+    assert_problem(changed, 422, "idempotency_key_reused")
 
     rows = await db.fetch(
         "SELECT memory_id, content FROM memories WHERE owner_id = $1 AND agent_id = $2",
@@ -262,14 +262,12 @@ async def test_fifty_concurrent_requests_with_one_key_store_one_memory(
             live = await start(http, owner, agent)
             headers = {**live.headers, "Idempotency-Key": f"burst-{uuid.uuid4()}"}
 
-            async def send(n: int) -> httpx.Response:
+            async def send() -> httpx.Response:  # fifty retries of one request
                 return await http.post(
-                    f"{API}/agents/{agent}/remember",
-                    json={"content": f"burst note (attempt {n})", "tags": ["burst"]},
-                    headers=headers,
+                    f"{API}/agents/{agent}/remember", json={"content": "burst note", "tags": ["burst"]}, headers=headers
                 )
 
-            responses = await asyncio.gather(*(send(n) for n in range(50)))
+            responses = await asyncio.gather(*(send() for _ in range(50)))
             statuses = [r.status_code for r in responses]
             assert statuses == [201] * 50, [r.text for r in responses if r.status_code != 201][:3]
             memory_ids = {r.json()["memory_id"] for r in responses}

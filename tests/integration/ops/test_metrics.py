@@ -44,13 +44,15 @@ async def scrape(client: Any) -> Samples:
     return parse(response.text)
 
 
-async def test_metrics_need_no_credentials_and_stay_out_of_the_schema(client: AsyncTestClient[Any]) -> None:
+async def test_metrics_need_no_credentials_and_are_documented(client: AsyncTestClient[Any]) -> None:
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert "# TYPE memanto_sessions_activated_total counter" in response.text
     assert "# TYPE memanto_http_request_duration_seconds histogram" in response.text
     schema = (await client.get("/schema/openapi.json")).json()
-    assert "/metrics" not in schema["paths"]
+    scrape = schema["paths"]["/metrics"]["get"]
+    assert "security" not in scrape
+    assert list(scrape["responses"]["200"]["content"]) == ["text/plain; version=0.0.4; charset=utf-8"]
 
 
 async def test_a_session_life_cycle_is_counted(client: AsyncTestClient[Any], owner: OwnerKey) -> None:
