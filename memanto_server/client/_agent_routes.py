@@ -11,7 +11,7 @@ from memanto_server.client._routes import Routes
 from memanto_server.client._sessions import SESSION_GONE_CODES, SessionState, SessionUpkeep
 from memanto_server.client._steps import Notify, Op
 from memanto_server.client._transport import Retry
-from memanto_server.client._wire import drop_none, parse_time, segment, wire_time
+from memanto_server.client._wire import drop_none, optional_time, parse_time, segment, with_wire_times
 from memanto_server.client.errors import AuthenticationError
 from memanto_server.memories.schemas import (
     AnswerResult,
@@ -21,6 +21,7 @@ from memanto_server.memories.schemas import (
     RecallResult,
     RememberRequest,
     StoredMemory,
+    TimelineResult,
 )
 from memanto_server.sessions.schemas import CurrentSession, EndedSession, ExtendedSession
 
@@ -31,8 +32,29 @@ def _agent_path(st: SessionState, suffix: str = "") -> str:
     return f"/agents/{segment(st.agent_id)}{suffix}"
 
 
-def _memory_path(st: SessionState, memory_id: str) -> str:
-    return _agent_path(st, f"/memories/{segment(memory_id)}")
+def _memory_path(st: SessionState, memory_id: str, suffix: str = "") -> str:
+    return _agent_path(st, f"/memories/{segment(memory_id)}{suffix}")
+
+
+def _types(type: str | Sequence[str] | None) -> str | list[str] | None:
+    return type if type is None or isinstance(type, str) else list(type)
+
+
+def _filters(
+    type: str | Sequence[str] | None,
+    tags: Sequence[str] | None,
+    created_after: datetime | str | None,
+    created_before: datetime | str | None,
+) -> dict[str, Any]:
+    """The recall filters of a request body (those left out are not sent)."""
+    return drop_none(
+        {
+            "type": _types(type),
+            "tags": list(tags) if tags is not None else None,
+            "created_after": optional_time(created_after),
+            "created_before": optional_time(created_before),
+        }
+    )
 
 
 class AgentRoutes:
@@ -90,6 +112,8 @@ class AgentRoutes:
         source: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        occurred_at: datetime | str | None = None,
+        valid_until: datetime | str | None = None,
     ) -> Op[StoredMemory]:
         body = drop_none(
             {
@@ -100,6 +124,8 @@ class AgentRoutes:
                 "confidence": confidence,
                 "source": source,
                 "metadata": dict(metadata) if metadata is not None else None,
+                "occurred_at": optional_time(occurred_at),
+                "valid_until": optional_time(valid_until),
             }
         )
         # One key for every attempt of this call, re-activations included: stored once.
@@ -117,7 +143,8 @@ class AgentRoutes:
     def batch_remember(
         self, st: SessionState, memories: Sequence[Mapping[str, Any] | RememberRequest]
     ) -> Op[BatchStored]:
-        items = [m if isinstance(m, RememberRequest) else dict(m) for m in memories]
+        # A typed item is encoded as it is (its datetimes by msgspec); a dict's datetimes as `remember` sends them.
+        items = [m if isinstance(m, RememberRequest) else with_wire_times(m) for m in memories]
         # Items that all carry their own idempotency_key make the whole batch safe to repeat.
         keyed = bool(items) and all(
             (m.idempotency_key if isinstance(m, RememberRequest) else m.get("idempotency_key")) for m in items
@@ -143,24 +170,67 @@ class AgentRoutes:
         created_before: datetime | str | None = None,
         min_score: float | None = None,
         cursor: str | None = None,
+        include_expired: bool = False,
     ) -> Op[RecallResult]:
-        body = drop_none(
-            {
-                "query": query,
-                "limit": limit,
-                "type": type if type is None or isinstance(type, str) else list(type),
-                "tags": list(tags) if tags is not None else None,
-                "created_after": wire_time(created_after) if created_after is not None else None,
-                "created_before": wire_time(created_before) if created_before is not None else None,
-                "min_score": min_score,
-                "cursor": cursor,
-            }
-        )
+        body = {
+            "query": query,
+            "limit": limit,
+            **_filters(type, tags, created_after, created_before),
+            **drop_none({"min_score": min_score, "cursor": cursor, "include_expired": include_expired or None}),
+        }
         return self.upkeep.managed(st, RecallResult, "POST", _agent_path(st, "/recall"), body=body, retry=Retry.UNSAFE)
 
-    def answer(self, st: SessionState, question: str, limit: int = 5) -> Op[AnswerResult]:
-        body = {"question": question, "limit": limit}
+    def answer(
+        self, st: SessionState, question: str, limit: int = 5, *, include_expired: bool = False
+    ) -> Op[AnswerResult]:
+        body = drop_none({"question": question, "limit": limit, "include_expired": include_expired or None})
         return self.upkeep.managed(st, AnswerResult, "POST", _agent_path(st, "/answer"), body=body, retry=Retry.UNSAFE)
+
+    # -- the memory lifecycle: recalls in time
+
+    def timeline(
+        self,
+        st: SessionState,
+        kind: str,
+        *,
+        limit: int = 10,
+        type: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        cursor: str | None = None,
+        include_expired: bool = False,
+        as_of: datetime | str | None = None,
+        since: datetime | str | None = None,
+    ) -> Op[TimelineResult]:
+        """`recall/<kind>`: `recent`, `as-of` (with `as_of`) or `changed-since` (with `since`).
+        Not retried once sent: like recall, what it returns counts as retrieved."""
+        body = {
+            "limit": limit,
+            **_filters(type, tags, created_after, created_before),
+            **drop_none(
+                {
+                    "as_of": optional_time(as_of),
+                    "since": optional_time(since),
+                    "cursor": cursor,
+                    "include_expired": include_expired or None,
+                }
+            ),
+        }
+        return self.upkeep.managed(
+            st, TimelineResult, "POST", _agent_path(st, f"/recall/{kind}"), body=body, retry=Retry.UNSAFE
+        )
+
+    # -- the memory lifecycle: expire and restore (each safe to repeat: a second call changes nothing)
+
+    def expire(self, st: SessionState, memory_id: str, reason: str | None = None) -> Op[MemoryRecord]:
+        body = {"reason": reason} if reason is not None else None
+        return self.upkeep.managed(
+            st, MemoryRecord, "POST", _memory_path(st, memory_id, "/expire"), body=body, retry=Retry.SAFE
+        )
+
+    def restore(self, st: SessionState, memory_id: str) -> Op[MemoryRecord]:
+        return self.upkeep.managed(st, MemoryRecord, "POST", _memory_path(st, memory_id, "/restore"), retry=Retry.SAFE)
 
     def list_memories(
         self,
@@ -176,9 +246,9 @@ class AgentRoutes:
         params: list[tuple[str, Any]] = [("type", value) for value in ([type] if isinstance(type, str) else type or [])]
         params.extend(("tags", tag) for tag in tags or [])
         if created_after is not None:
-            params.append(("created_after", wire_time(created_after)))
+            params.append(("created_after", optional_time(created_after)))
         if created_before is not None:
-            params.append(("created_before", wire_time(created_before)))
+            params.append(("created_before", optional_time(created_before)))
         params += [("limit", limit), ("cursor", cursor)]
         return self.upkeep.managed(st, MemoryPage, "GET", _agent_path(st, "/memories"), params=params)
 
@@ -188,7 +258,7 @@ class AgentRoutes:
     def update_memory(self, st: SessionState, memory_id: str, fields: Mapping[str, Any]) -> Op[MemoryRecord]:
         if not fields:
             raise ValueError("update_memory needs at least one field to change")
-        body = {k: list(v) if k == "tags" and v is not None else v for k, v in fields.items()}
+        body = {k: list(v) if k == "tags" and v is not None else v for k, v in with_wire_times(fields).items()}
         return self.upkeep.managed(st, MemoryRecord, "PATCH", _memory_path(st, memory_id), body=body)
 
     def delete_memory(self, st: SessionState, memory_id: str) -> Op[None]:

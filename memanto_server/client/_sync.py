@@ -30,6 +30,7 @@ from memanto_server.memories.schemas import (
     RecallResult,
     RememberRequest,
     StoredMemory,
+    TimelineResult,
 )
 from memanto_server.sessions.schemas import (
     ActivatedSession,
@@ -225,7 +226,11 @@ class AgentHandle(HandleView):
         source: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        occurred_at: datetime | str | None = None,
+        valid_until: datetime | str | None = None,
     ) -> StoredMemory:
+        """Store a memory. `occurred_at`: the time it is about (default: now), `valid_until`:
+        when it stops holding; each a datetime (naive: UTC) or an ISO-8601 string."""
         return self._run(
             self._core.agents.remember(
                 self._state,
@@ -237,6 +242,8 @@ class AgentHandle(HandleView):
                 source=source,
                 metadata=metadata,
                 idempotency_key=idempotency_key,
+                occurred_at=occurred_at,
+                valid_until=valid_until,
             )
         )
 
@@ -254,7 +261,9 @@ class AgentHandle(HandleView):
         created_before: datetime | str | None = None,
         min_score: float | None = None,
         cursor: str | None = None,
+        include_expired: bool = False,
     ) -> RecallResult:
+        """Search every session's memories, best first; expired ones only with `include_expired`."""
         return self._run(
             self._core.agents.recall(
                 self._state,
@@ -266,11 +275,102 @@ class AgentHandle(HandleView):
                 created_before=created_before,
                 min_score=min_score,
                 cursor=cursor,
+                include_expired=include_expired,
             )
         )
 
-    def answer(self, question: str, limit: int = 5) -> AnswerResult:
-        return self._run(self._core.agents.answer(self._state, question, limit))
+    def answer(self, question: str, limit: int = 5, *, include_expired: bool = False) -> AnswerResult:
+        return self._run(self._core.agents.answer(self._state, question, limit, include_expired=include_expired))
+
+    # -- the memory lifecycle
+
+    def recall_recent(
+        self,
+        *,
+        limit: int = 10,
+        type: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        include_expired: bool = False,
+        cursor: str | None = None,
+    ) -> TimelineResult:
+        """The memories stored most recently, newest first (expired ones with `include_expired`)."""
+        return self._run(
+            self._core.agents.timeline(
+                self._state,
+                "recent",
+                limit=limit,
+                type=type,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                include_expired=include_expired,
+                cursor=cursor,
+            )
+        )
+
+    def recall_as_of(
+        self,
+        at: datetime | str,
+        *,
+        limit: int = 10,
+        type: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> TimelineResult:
+        """What the agent knew at `at`: memories that had occurred by then and were not yet
+        expired, the latest `occurred_at` first."""
+        return self._run(
+            self._core.agents.timeline(
+                self._state,
+                "as-of",
+                as_of=at,
+                limit=limit,
+                type=type,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                cursor=cursor,
+            )
+        )
+
+    def recall_changed_since(
+        self,
+        since: datetime | str,
+        *,
+        limit: int = 10,
+        type: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> TimelineResult:
+        """Memories created, changed, expired or restored after `since`, the latest change
+        first; each says its `change_type`."""
+        return self._run(
+            self._core.agents.timeline(
+                self._state,
+                "changed-since",
+                since=since,
+                limit=limit,
+                type=type,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                cursor=cursor,
+            )
+        )
+
+    def expire(self, memory_id: str, reason: str | None = None) -> MemoryRecord:
+        """Expire a memory now: kept, but left out of recall and answer (again: no change)."""
+        return self._run(self._core.agents.expire(self._state, memory_id, reason))
+
+    def restore(self, memory_id: str) -> MemoryRecord:
+        """Make an expired memory hold again, with no end."""
+        return self._run(self._core.agents.restore(self._state, memory_id))
 
     def list_memories(
         self,
@@ -323,8 +423,8 @@ class AgentHandle(HandleView):
         return self._run(self._core.agents.get_memory(self._state, memory_id))
 
     def update_memory(self, memory_id: str, **fields: Any) -> MemoryRecord:
-        """Change any of `content`, `type`, `title`, `tags`, `confidence`, `source`, `metadata`
-        (`None` clears the nullable ones)."""
+        """Change any of `content`, `type`, `title`, `tags`, `confidence`, `source`, `metadata`,
+        `occurred_at`, `valid_until` (`None` clears the nullable ones)."""
         return self._run(self._core.agents.update_memory(self._state, memory_id, fields))
 
     def delete_memory(self, memory_id: str) -> None:

@@ -31,12 +31,28 @@ def parse_time(value: str | datetime | None) -> datetime | None:
 
 
 def wire_time(value: str | datetime) -> str:
-    """What the server reads for `created_after`/`created_before` (naive datetimes are taken as UTC)."""
-    if isinstance(value, str):
-        return value
+    """A time as the server reads it (`created_after`, `occurred_at`, `as_of`, …): in UTC, a
+    naive datetime or a string without an offset taken as UTC, a date as its midnight. A string
+    that is no ISO-8601 time is sent as given, for the server to refuse it with its reason."""
     moment = parse_time(value)
-    assert moment is not None
+    if moment is None:
+        assert isinstance(value, str)
+        return value
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def optional_time(value: str | datetime | None) -> str | None:
+    """`wire_time`, or None for a time left out."""
+    return None if value is None else wire_time(value)
+
+
+# The fields of a memory that hold a time of the caller's choosing.
+MEMORY_TIME_FIELDS = ("occurred_at", "valid_until")
+
+
+def with_wire_times(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A memory's fields with its datetimes in the wire form (`None` kept: it clears `valid_until`)."""
+    return {k: wire_time(v) if k in MEMORY_TIME_FIELDS and v is not None else v for k, v in fields.items()}
 
 
 def segment(value: str) -> str:

@@ -5,7 +5,8 @@ Built on the Python client (`memanto_server.client`): every call goes through
 carrying the token kept in `~/.memanto/config.json` (`state.py`).
 
 One module per command group: `agent`, `session` (and `status`), `memory` (with
-`remember`, `recall`, `answer`), `transfer` (`export`, `import`), `config`; `output` prints
+`remember`, `answer`), `recall` (search, and the recalls in time), `transfer` (`export`,
+`import`), `config`; `output` prints
 (lines, tables, times, numbers, status words), `errors` fails with an exit code, `state`
 holds one invocation's configuration, client and sessions, `config_file` reads and writes
 the file, and `main` is the root group.

@@ -14,8 +14,9 @@ from memanto_server.cli.memanto.agent import agent
 from memanto_server.cli.memanto.config import config_group
 from memanto_server.cli.memanto.errors import EXIT_UNREACHABLE, UNREACHABLE_HINT, CliFailure, server_said_no
 from memanto_server.cli.memanto.mcp import mcp_command
-from memanto_server.cli.memanto.memory import answer, memory, recall, remember
+from memanto_server.cli.memanto.memory import answer, memory, remember
 from memanto_server.cli.memanto.output import emit
+from memanto_server.cli.memanto.recall import recall
 from memanto_server.cli.memanto.session import session, status
 from memanto_server.cli.memanto.state import State, json_option, state
 from memanto_server.cli.memanto.transfer import export, import_

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -172,3 +173,23 @@ def agent_option(func: F) -> F:
 
 
 HOURS = click.FloatRange(min=0, min_open=True)
+
+
+class Moment(click.ParamType):
+    """A time on the command line: ISO-8601, a date or a date and time, `Z` or an offset
+    (without one it is UTC, as the server reads it). Converted to an aware datetime."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            moment = value
+        else:
+            try:
+                moment = datetime.fromisoformat(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not an ISO-8601 time such as 2024-05-01 or 2024-05-01T09:30:00Z", param, ctx)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+TIME = Moment()

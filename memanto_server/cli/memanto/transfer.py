@@ -4,6 +4,15 @@ An import is resumable: each line carries an idempotency key (`import:` + its ex
 memory_id, else a hash of the line), so running the same import again stores only what
 was not stored yet, and the server's batch answer says how many were new and how many
 were stored already.
+
+Dates travel with the memories: a line's `occurred_at` (else its `created_at`: a memory is
+about the time it was stored unless it says otherwise) is the imported memory's
+`occurred_at`, and the time it stopped holding — the earlier of its `valid_until` and its
+`expired_at` — becomes its `valid_until`. So an expired memory arrives expired at the time
+it expired, and "what did the agent know at T" has the same answer in the new agent as in
+the old one. An expiry's reason can only be given by expiring the memory: a line with one is
+expired again after it is stored (expiring an expired memory changes nothing, so a repeated
+import leaves it as it is).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,7 +38,22 @@ from memanto_server.cli.memanto.state import agent_option, json_option, state
 from memanto_server.client import AgentHandle, ConnectionFailedError, MemantoError
 from memanto_server.memories.schemas import MAX_BATCH
 
-EXPORT_FIELDS = ("memory_id", "content", "type", "title", "tags", "confidence", "source", "metadata", "created_at")
+EXPORT_FIELDS = (
+    "memory_id",
+    "content",
+    "type",
+    "title",
+    "tags",
+    "confidence",
+    "source",
+    "metadata",
+    "created_at",
+    "occurred_at",
+    "valid_until",
+    "expired_at",
+    "expired_reason",
+    "status",
+)
 IMPORT_FIELDS = ("content", "type", "title", "tags", "confidence", "source", "metadata")
 MAX_IDEMPOTENCY_KEY = 200
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
@@ -42,7 +67,11 @@ EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 @agent_option
 @json_option
 def export(file: Path, agent_id: str | None) -> None:
-    """Write the agent's memories to FILE as JSON Lines, one memory per line (`-`: stdout)."""
+    """Write the agent's memories to FILE as JSON Lines, one memory per line (`-`: stdout).
+
+    Expired memories too, each with its dates: occurred_at, valid_until,
+    expired_at, expired_reason and status.
+    """
     st = state()
     agent_id = st.resolve_agent(agent_id)
     count = 0
@@ -91,6 +120,10 @@ def _umask() -> int:
 class ImportItem(msgspec.Struct, kw_only=True):
     line_number: int
     memory: dict[str, Any]
+    # Expire the memory once stored, with this reason (None: no reason): a line expired by hand
+    # with a reason, or said to be expired without a time.
+    expire: bool = False
+    expire_reason: str | None = None
 
 
 class ImportCounts(msgspec.Struct, kw_only=True):
@@ -108,7 +141,7 @@ def read_import_file(file: Path) -> list[ImportItem]:
         for number, raw in enumerate(stream, start=1):
             line = raw.strip()
             if line:
-                items.append(ImportItem(line_number=number, memory=_import_memory(file, number, line)))
+                items.append(_import_memory(file, number, line))
     except UnicodeDecodeError as exc:
         raise CliFailure(f"{file} is not UTF-8 text: {exc}") from None
     finally:
@@ -117,7 +150,7 @@ def read_import_file(file: Path) -> list[ImportItem]:
     return items
 
 
-def _import_memory(file: Path, number: int, line: str) -> dict[str, Any]:
+def _import_memory(file: Path, number: int, line: str) -> ImportItem:
     try:
         data = json.loads(line)
     except ValueError as exc:
@@ -126,7 +159,46 @@ def _import_memory(file: Path, number: int, line: str) -> dict[str, Any]:
         raise CliFailure(f'{file}, line {number}: expected a JSON object with a "content" string')
     memory = {name: data[name] for name in IMPORT_FIELDS if data.get(name) is not None}
     memory["idempotency_key"] = import_key(data, line)
-    return memory
+    item = ImportItem(line_number=number, memory=memory)
+    _import_dates(item, data, f"{file}, line {number}")
+    return item
+
+
+def _readable_time(value: Any) -> datetime | None:
+    """An aware datetime from an ISO-8601 string (UTC when it has no offset); None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _time(data: dict[str, Any], name: str, where: str) -> datetime | None:
+    value = data.get(name)
+    moment = _readable_time(value)
+    if value is not None and moment is None:
+        raise CliFailure(f"{where}: {name} is not an ISO-8601 time ({value!r})")
+    return moment
+
+
+def _import_dates(item: ImportItem, data: dict[str, Any], where: str) -> None:
+    """The line's dates on its memory: the time it is about, and when it stopped (or stops) holding."""
+    # Without an occurred_at, a memory is about when it was stored: the line's created_at, when
+    # that is a time at all (it never was an import field, so a file of another system may say anything).
+    occurred_at = _time(data, "occurred_at", where) or _readable_time(data.get("created_at"))
+    expired_at = _time(data, "expired_at", where)
+    ends = [moment for moment in (_time(data, "valid_until", where), expired_at) if moment is not None]
+    if occurred_at is not None:
+        item.memory["occurred_at"] = occurred_at
+    if ends:
+        item.memory["valid_until"] = min(ends)
+    reason = data.get("expired_reason")
+    reason = reason if isinstance(reason, str) and reason else None
+    said_expired = expired_at is not None or data.get("status") == "expired"
+    # Only expiring gives a reason; and a line said to be expired with no time must be expired now.
+    if said_expired and (reason is not None or not ends):
+        item.expire = True
+        item.expire_reason = reason
 
 
 def import_key(data: dict[str, Any], line: str) -> str:
@@ -137,21 +209,33 @@ def import_key(data: dict[str, Any], line: str) -> str:
     return "import:" + hashlib.sha256(line.encode("utf-8")).hexdigest()
 
 
+def _refused(exc: MemantoError, batch: list[ImportItem], counts: ImportCounts) -> CliFailure:
+    """A refusal of the server, naming the lines it was about and what was stored before it."""
+    first, last = batch[0].line_number, batch[-1].line_number
+    lines_span = f"line {first}" if first == last else f"lines {first}-{last}"
+    return CliFailure(
+        f"{exc.detail} ({exc.code or exc.status}) in {lines_span}; "
+        f"{counts.stored} stored before it, {counts.already_stored} already stored",
+        EXIT_UNREACHABLE if isinstance(exc, ConnectionFailedError) else EXIT_SERVER_SAID_NO,
+        "fix the file and run the same import again: what is stored is skipped",
+    )
+
+
 def _store_batch(handle: AgentHandle, batch: list[ImportItem], counts: ImportCounts) -> None:
-    """Send one batch and count the server's answer; a refusal names the lines it was about."""
+    """Send one batch and count the server's answer; then expire the memories said to be expired
+    with a reason (a repeated import expires them again, which changes nothing)."""
     try:
         result = handle.batch_remember([item.memory for item in batch])
     except MemantoError as exc:
-        first, last = batch[0].line_number, batch[-1].line_number
-        lines_span = f"line {first}" if first == last else f"lines {first}-{last}"
-        raise CliFailure(
-            f"{exc.detail} ({exc.code or exc.status}) in {lines_span}; "
-            f"{counts.stored} stored before it, {counts.already_stored} already stored",
-            EXIT_UNREACHABLE if isinstance(exc, ConnectionFailedError) else EXIT_SERVER_SAID_NO,
-            "fix the file and run the same import again: what is stored is skipped",
-        ) from exc
+        raise _refused(exc, batch, counts) from exc
     counts.stored += result.stored
     counts.already_stored += result.already_stored
+    for item, memory_id in zip(batch, result.memory_ids, strict=True):
+        if item.expire:
+            try:
+                handle.expire(memory_id, item.expire_reason)
+            except MemantoError as exc:
+                raise _refused(exc, [item], counts) from exc
 
 
 def import_summary(agent_id: str, counts: ImportCounts) -> str:
@@ -169,9 +253,13 @@ def import_summary(agent_id: str, counts: ImportCounts) -> str:
 def import_(file: Path, batch_size: int, agent_id: str | None) -> None:
     """Store the memories of a JSON Lines FILE (as `export` writes it) in the agent.
 
-    Resumable: each line carries an idempotency key (`import:` + its exported memory_id,
-    else a hash of the line), so running the same import again after an interruption
-    stores only what was not stored yet.
+    Resumable: each line carries an idempotency key (`import:` + its exported
+    memory_id, else a hash of the line), so running the same import again after
+    an interruption stores only what was not stored yet.
+
+    Dates are kept: a line's occurred_at (else its created_at), and the time it
+    stops holding (the earlier of valid_until and expired_at) as valid_until;
+    a memory expired with a reason is expired again, with it.
     """
     st = state()
     agent_id = st.resolve_agent(agent_id)

@@ -32,12 +32,12 @@ from click.testing import CliRunner
 from memanto_server.cli.memanto import cli as memanto_cli
 from memanto_server.settings import Settings
 from tests.helpers.http import parse_z
+from tests.helpers.memanto_cli import REPO_ROOT, Memanto, describe, field
 from tests.helpers.owners import OwnerKey, unique_agent
 from tests.helpers.processes import free_port, running_server, settings_env
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC"
 # The API's times are whole seconds (the fraction dropped): a session stated to end at :45 ends before :46.
 SECOND_ROUNDING = 1.3
@@ -47,52 +47,6 @@ SECOND_ROUNDING = 1.3
 def server_url(settings: Settings) -> Iterator[str]:
     with running_server(settings_env(settings)) as base_url:
         yield base_url
-
-
-class Memanto:
-    """`memanto` for one user: a config folder of its own, one server, the owner's key if given."""
-
-    def __init__(self, home: Path, server_url: str, api_key: str | None = None) -> None:
-        self.home = home
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMANTO_", "MOORCHEH_"))}
-        self.env.update({"MEMANTO_HOME": str(home), "MEMANTO_URL": server_url, "COLUMNS": "200"})
-        if api_key is not None:
-            self.env["MEMANTO_API_KEY"] = api_key
-
-    def run(self, *args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "memanto_server.cli.memanto", *args],
-            env={**self.env, **env},
-            cwd=REPO_ROOT,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def ok(self, *args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-        result = self.run(*args, input=input, **env)
-        assert result.returncode == 0, describe(result)
-        return result
-
-    def json(self, *args: str) -> Any:
-        result = self.ok(*args, "--json")
-        return json.loads(result.stdout)
-
-    def config(self) -> dict[str, Any]:
-        return json.loads((self.home / "config.json").read_text())  # type: ignore[no-any-return]
-
-
-def describe(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
-def field(output: str, label: str) -> str:
-    """The value of a `Label:   value` line."""
-    match = re.search(rf"^{re.escape(label)}:\s+(.*)$", output, re.MULTILINE)
-    assert match, f"no {label!r} line in:\n{output}"
-    return match.group(1).strip()
 
 
 @pytest.fixture
@@ -320,6 +274,24 @@ def test_exit_codes(memanto: Memanto, server_url: str) -> None:
     assert nowhere.stdout == ""
 
 
+EXPORTED = {
+    "memory_id",
+    "content",
+    "type",
+    "title",
+    "tags",
+    "confidence",
+    "source",
+    "metadata",
+    "created_at",
+    "occurred_at",
+    "valid_until",
+    "expired_at",
+    "expired_reason",
+    "status",
+}
+
+
 def test_export_then_import_into_a_new_agent(memanto: Memanto, tmp_path: Path) -> None:
     source, target = unique_agent("export"), unique_agent("import")
     memanto.ok("agent", "activate", source)
@@ -337,10 +309,9 @@ def test_export_then_import_into_a_new_agent(memanto: Memanto, tmp_path: Path) -
     assert f"Exported 4 memories of agent '{source}'" in report
     rows = [json.loads(line) for line in exported.read_text().splitlines()]
     assert len(rows) == 4
-    assert all(
-        set(row) == {"memory_id", "content", "type", "title", "tags", "confidence", "source", "metadata", "created_at"}
-        for row in rows
-    )
+    assert all(set(row) == EXPORTED for row in rows)
+    assert {(row["status"], row["valid_until"], row["expired_at"]) for row in rows} == {("active", None, None)}
+    assert all(row["occurred_at"] == row["created_at"] for row in rows)  # about when they were stored
 
     imported = memanto.ok("import", str(exported), "--agent", target)
     assert f"✓ Imported into agent '{target}': 4 new, 0 already stored" in imported.stdout

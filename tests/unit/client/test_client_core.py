@@ -56,7 +56,9 @@ def test_times() -> None:
     assert parse_time("not a time") is None
     assert parse_time(datetime(2026, 1, 1)) == datetime(2026, 1, 1, tzinfo=UTC)
     assert wire_time(datetime(2026, 1, 1, 12)) == "2026-01-01T12:00:00.000000Z"
-    assert wire_time("2026-01-01") == "2026-01-01"
+    assert wire_time("2026-01-01") == "2026-01-01T00:00:00.000000Z"  # a date: its midnight, UTC
+    assert wire_time("2026-01-01T12:00:00+02:00") == "2026-01-01T10:00:00.000000Z"
+    assert wire_time("last tuesday") == "last tuesday"  # for the server to refuse, with its reason
 
 
 def test_session_id_is_read_from_the_token() -> None:
