@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from memanto_server.client._routes import Routes
 from memanto_server.client._sessions import SESSION_GONE_CODES, SessionState, SessionUpkeep
 from memanto_server.client._steps import Notify, Op
@@ -143,12 +145,10 @@ class AgentRoutes:
     def batch_remember(
         self, st: SessionState, memories: Sequence[Mapping[str, Any] | RememberRequest]
     ) -> Op[BatchStored]:
-        # A typed item is encoded as it is (its datetimes by msgspec); a dict's datetimes as `remember` sends them.
-        items = [m if isinstance(m, RememberRequest) else with_wire_times(m) for m in memories]
+        # Every item's datetimes as `remember` sends them (a naive one is UTC), typed or not.
+        items = [with_wire_times(msgspec.structs.asdict(m) if isinstance(m, RememberRequest) else m) for m in memories]
         # Items that all carry their own idempotency_key make the whole batch safe to repeat.
-        keyed = bool(items) and all(
-            (m.idempotency_key if isinstance(m, RememberRequest) else m.get("idempotency_key")) for m in items
-        )
+        keyed = bool(items) and all(m.get("idempotency_key") for m in items)
         return self.upkeep.managed(
             st,
             BatchStored,
