@@ -56,7 +56,7 @@ SELECT $1::uuid, $2, 'bench', ($4::text[])[1 + (i % 13)], 'memory ' || i,
        (SELECT array_agg(c.v + (random() - 0.5) * 1.0) FROM unnest(b.centre) AS c(v))::vector,
        now() - make_interval(secs => i)
 FROM generate_series($3::int, $3::int + $5::int - 1) AS i
-JOIN bench_centres b ON b.k = (i * 7919) % 1000
+JOIN bench_centres b ON b.k = (i::bigint * 7919) % 1000
 """
 BATCH = 20_000
 

@@ -26,7 +26,9 @@ worker keeps at most one core busy whatever the backlog.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +124,7 @@ class OnnxEmbedder(Embedder):
         tokenizer.enable_padding()
         self._tokenizer = tokenizer
         self._inputs = {i.name for i in self._session.get_inputs()}
-        self._documents = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-documents")
+        self._documents = ThreadPoolExecutor(1, "embed-documents", initializer=_lower_priority)
         self._queries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-queries")
         self.dimension = int(self._run(["dimension"]).shape[1])
 
@@ -163,6 +165,16 @@ class OnnxEmbedder(Embedder):
 
     async def close(self) -> None:
         """The threads are shared by every user of this (cached) model: they stay."""
+
+
+# The worker's embedding thread yields the CPU to the event loop's thread when both want it
+# (Linux scheduling priority is per thread): requests first, the backlog with what is left.
+BACKGROUND_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
 
 
 _loaded: dict[tuple[str, int], OnnxEmbedder] = {}
