@@ -7,7 +7,9 @@ process with MEMANTO_EMBEDDING_THREADS=1) on a database of its own. Sequential
 `GET /api/v2/session/current` requests (API key + session token) are timed:
   A. with no backlog;
   B. right after `--backlog` memories were stored in one statement, while the worker drains them.
-  C. after it drained, as many requests as in B (p99 of B against C: the same sample size).
+  C. after it drained, as many requests as in B (p99 of B against C: the same sample size);
+  D. one `remember` at a time: from its 201 to its embedding stored (the worker woken by the
+     insert's NOTIFY), `--wakes` times.
 Reported: p50/p99 of each phase, the drain time and rate, and the server process's CPU
 (from its own `process_cpu_seconds_total`) per wall second in each phase: the worker's share
 is phase B's minus phase C's. Short and bounded: seconds per phase.
@@ -72,6 +74,28 @@ async def store_backlog(url: str, owner_id: str, agent_id: str, count: int) -> N
         await conn.close()
 
 
+def embedded_after(client: httpx.Client, headers: dict[str, str], url: str) -> float:
+    """Milliseconds from a remember's 201 to its embedding in Postgres."""
+    body = {"type": "fact", "content": "A new fact"}
+    response = client.post(f"{API}/agents/bench/remember", json=body, headers=headers)
+    answered = time.perf_counter()
+    assert response.status_code == 201, response.text
+    asyncio.run(wait_embedded(url, response.json()["memory_id"]))
+    lag = (time.perf_counter() - answered) * 1000
+    time.sleep(0.2)
+    return lag
+
+
+async def wait_embedded(url: str, memory_id: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        query = "SELECT embedding IS NOT NULL FROM memories WHERE memory_id = $1::uuid"
+        while not await conn.fetchval(query, memory_id):  # noqa: ASYNC110 - the state is in Postgres
+            await asyncio.sleep(0.002)
+    finally:
+        await conn.close()
+
+
 def report(name: str, times: list[float], cpu: float, wall: float) -> None:
     p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
     print(
@@ -83,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backlog", type=int, default=3000)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--wakes", type=int, default=20)
     args = parser.parse_args()
 
     url = asyncio.run(fresh_database(DB_NAME))
@@ -125,6 +150,11 @@ def main() -> None:
             print(
                 f"drained {args.backlog} memories in {seconds:.1f} s: {args.backlog / seconds:.0f} memories/s "
                 f"of wall time; p99 B/C = {percentile(busy, 0.99) / percentile(after, 0.99):.2f}"
+            )
+            lags = [embedded_after(client, headers, url) for _ in range(args.wakes)]
+            print(
+                f"D. 201 to embedding stored ({args.wakes} remembers): p50 {percentile(lags, 0.5):.0f} ms, "
+                f"max {max(lags):.0f} ms"
             )
     finally:
         asyncio.run(drop_database(DB_NAME))
