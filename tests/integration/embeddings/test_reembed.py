@@ -113,8 +113,6 @@ async def test_a_model_change_is_refused_at_start_until_reembed(
     assert refused.returncode == 4, refused.stderr
     assert "the embedding model cannot be used" in refused.stderr
     assert "Traceback" not in refused.stderr
-    refused_worker = cli(new_settings, "worker")
-    assert refused_worker.returncode == 4, refused_worker.stderr
 
     done = cli(new_settings, "reembed")
     assert done.returncode == 0, done.stderr
@@ -131,9 +129,9 @@ async def test_a_model_change_is_refused_at_start_until_reembed(
 async def test_reembed_resumes_after_an_interruption(
     conn: asyncpg.Connection[Any], semantic_settings: Settings, new_settings: Settings
 ) -> None:
-    total = 240
+    total = 120
     await memories_embedded_with_the_first_model(conn, semantic_settings, total)
-    slow = msgspec.structs.replace(new_settings, embedding_batch_size=4)
+    slow = msgspec.structs.replace(new_settings, embedding_batch_size=2)
     run = subprocess.Popen(
         [sys.executable, "-m", "memanto_server.cli.server", "reembed"],
         env=settings_env(slow),
@@ -144,7 +142,7 @@ async def test_reembed_resumes_after_an_interruption(
         async with asyncio.timeout(60):
             while not (
                 await conn.fetchval("SELECT count(*) FROM embedding_model WHERE model_id = $1", NEW_MODEL)
-                and await conn.fetchval("SELECT count(embedding) FROM memories") >= 40
+                and await conn.fetchval("SELECT count(embedding) FROM memories") >= 24
             ):
                 assert run.poll() is None, "reembed ended before it was interrupted"
                 await asyncio.sleep(0.02)
@@ -155,7 +153,7 @@ async def test_reembed_resumes_after_an_interruption(
             run.kill()
             run.wait()
     kept = await conn.fetchval("SELECT count(embedding) FROM memories")
-    assert 40 <= kept < total
+    assert 24 <= kept < total
     assert await recorded(conn) == (NEW_MODEL, False)
     refusal = await refusal_at_start(new_settings)
     assert refusal is not None
