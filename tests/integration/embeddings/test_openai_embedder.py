@@ -142,6 +142,13 @@ async def test_an_endpoint_that_keeps_failing_is_unavailable_after_the_retries(e
             await embedder.embed_documents(["x"])
         assert len(endpoint.requests) == 3  # the first try and two retries
 
+        # A query is on a request's path: one retry at most, then recall goes on by full text.
+        endpoint.requests.clear()
+        endpoint.script = [503, 503, 503]
+        with pytest.raises(EmbedderUnavailable):
+            await embedder.embed_query("x")
+        assert len(endpoint.requests) == 2
+
 
 async def test_a_refused_request_is_not_retried_and_the_key_is_not_in_the_error(endpoint: EmbeddingServer) -> None:
     async with embedder_for(endpoint, dimension=384) as embedder:
