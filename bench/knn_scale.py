@@ -108,8 +108,8 @@ def percentile(values: list[float], p: float) -> float:
     return float(np.percentile(values, p))
 
 
-async def measure(owner: str, queries: list[np.ndarray]) -> None:
-    settings = Settings(database_url=database_url(DB_NAME), secret_key="x" * 48, embedder="none")
+async def measure(owner: str, queries: list[np.ndarray], ef_searches: list[int]) -> None:
+    settings = Settings(database_url=database_url(DB_NAME), secret_key="x" * 48, embedder="none", db_pool_max=1)
     pool = await open_pool(msgspec.structs.replace(settings, db_statement_timeout=600))
     knn = EmbeddingRepository(Database(pool, 30))
     cases = {
@@ -121,41 +121,41 @@ async def measure(owner: str, queries: list[np.ndarray]) -> None:
         for agent in ("big", "small"):
             print(f"\nagent {agent}: plan (no filter)")
             print("  " + (await knn.explain_nearest(owner, agent, queries[0], model_id=MODEL)).replace("\n", "\n  "))
-            goals = MemoryFilters(types=("goal",))
-            plan = await knn.explain_nearest(owner, agent, queries[0], model_id=MODEL, filters=goals)
-            print("  plan (type = goal):\n  " + plan.replace("\n", "\n  "))
-            for name, filters in cases.items():
-                await knn.nearest(owner, agent, queries[0], model_id=MODEL, filters=filters)  # warm
-                times, counts = [], []
-                for query in queries:
-                    started = time.perf_counter()
-                    rows = await knn.nearest(owner, agent, query, model_id=MODEL, filters=filters, limit=10)
-                    times.append((time.perf_counter() - started) * 1000)
-                    counts.append(len(rows))
-                print(
-                    f"  {name:<13} p50 {percentile(times, 50):7.2f} ms  p95 {percentile(times, 95):7.2f} ms"
-                    f"  rows {min(counts)}-{max(counts)}"
-                )
-        await recall_at_10(pool, knn, owner, queries[:10])
+            for ef in ef_searches if agent == "big" else ef_searches[:1]:
+                await pool.execute(f"SET hnsw.ef_search = {int(ef)}")  # one connection: it stays set
+                print(f"  hnsw.ef_search = {ef}" if agent == "big" else "  (exact: hnsw.ef_search plays no part)")
+                for name, filters in cases.items():
+                    await knn.nearest(owner, agent, queries[0], model_id=MODEL, filters=filters)  # warm
+                    times, counts = [], []
+                    for query in queries:
+                        started = time.perf_counter()
+                        rows = await knn.nearest(owner, agent, query, model_id=MODEL, filters=filters, limit=10)
+                        times.append((time.perf_counter() - started) * 1000)
+                        counts.append(len(rows))
+                    print(
+                        f"    {name:<13} p50 {percentile(times, 50):7.2f} ms  p95 {percentile(times, 95):7.2f} ms"
+                        f"  rows {min(counts)}-{max(counts)}"
+                    )
+                if agent == "big":
+                    await recall_at_10(pool, knn, owner, queries[:10])
     finally:
         await pool.close()
 
 
 async def recall_at_10(pool: asyncpg.Pool[Any], knn: EmbeddingRepository, owner: str, queries: list[Any]) -> None:
     hits = []
-    async with pool.acquire() as conn:
-        for query in queries:
-            found = {r.memory_id for r in await knn.nearest(owner, "big", query, model_id=MODEL, limit=10)}
-            async with conn.transaction():
-                await conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
-                exact = await conn.fetch(
-                    "SELECT memory_id::text FROM memories WHERE owner_id = $1::uuid AND agent_id = 'big' "
-                    "ORDER BY embedding <=> $2::real[]::vector LIMIT 10",
-                    owner,
-                    query.tolist(),
-                )
-            hits.append(len(found & {r[0] for r in exact}) / 10)
-    print(f"\nbig agent recall@10 against exact distances ({len(queries)} queries): {statistics.mean(hits):.2f}")
+    for query in queries:
+        found = {r.memory_id for r in await knn.nearest(owner, "big", query, model_id=MODEL, limit=10)}
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
+            exact = await conn.fetch(
+                "SELECT memory_id::text FROM memories WHERE owner_id = $1::uuid AND agent_id = 'big' "
+                "ORDER BY embedding <=> $2::real[]::vector LIMIT 10",
+                owner,
+                query.tolist(),
+            )
+        hits.append(len(found & {r[0] for r in exact}) / 10)
+    print(f"    recall@10 against exact distances ({len(queries)} queries): {statistics.mean(hits):.2f}")
 
 
 async def query_vectors(count: int) -> list[np.ndarray]:
@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--ef-search", default="40,100", help="hnsw.ef_search values to measure (comma-separated)")
     parser.add_argument("--keep", action="store_true", help="keep the database (drop it by hand)")
     args = parser.parse_args()
     print(f"loading {args.rows:,} + {args.small:,} memories with {DIMENSION}-dimension clustered random embeddings")
@@ -182,7 +183,7 @@ def main() -> None:
     for name, value in facts.items():
         print(f"  {name}: {value:,.1f}")
     try:
-        asyncio.run(measure(owner, queries))
+        asyncio.run(measure(owner, queries, [int(v) for v in args.ef_search.split(",")]))
     finally:
         if not args.keep:
             asyncio.run(drop_database(DB_NAME))

@@ -110,8 +110,9 @@ EXACT_UP_TO = 10_000
 # model: vectors of two models are not comparable), $10 EXACT_UP_TO.
 # `size` counts the agent's memories up to $10 (its index, at most $10 entries); one of the two
 # branches runs, the other is cut off by its one-time filter:
-#   exact:  the agent's memories by memories_agent_created, every distance computed and the
-#           nearest kept (`+ 0` makes the order one the vector index cannot serve);
+#   exact:  the agent's memories read by memories_agent_created (a subquery with a LIMIT, which
+#           neither the vector index nor a filter's index can serve), every distance computed,
+#           the nearest kept;
 #   graph:  `ORDER BY embedding <=> q LIMIT n` on the HNSW index, scanning on
 #           (hnsw.iterative_scan, set on the app's connections) past other agents' and
 #           filtered-out rows until n rows are found or hnsw.max_scan_tuples are read. It may
@@ -126,15 +127,20 @@ WITH size AS MATERIALIZED (
 exact AS MATERIALIZED (
     SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
            m.embedding <=> $3::real[]::vector AS distance
-    FROM memories m
-    WHERE (SELECT memories FROM size) < $10
-      AND m.owner_id = $1 AND m.agent_id = $2 AND m.embedding IS NOT NULL
+    FROM (
+        -- The agent's memories, by memories_agent_created and nothing else (the LIMIT keeps the
+        -- filters below out of this scan: a tag's or a type's index would read other agents' rows).
+        SELECT * FROM memories
+        WHERE (SELECT memories FROM size) < $10 AND owner_id = $1 AND agent_id = $2
+        LIMIT $10
+    ) AS m
+    WHERE m.embedding IS NOT NULL
       AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
       AND ($5::text[] IS NULL OR m.tags @> $5::text[])
       AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
       AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
       AND (SELECT model_id FROM embedding_model) = $9
-    ORDER BY (m.embedding <=> $3::real[]::vector) + 0
+    ORDER BY m.embedding <=> $3::real[]::vector
     LIMIT $8
 ),
 graph AS MATERIALIZED (
