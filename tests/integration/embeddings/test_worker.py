@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
@@ -26,7 +29,7 @@ from memanto_server.memories.repository import MemoryRepository
 from memanto_server.memories.schemas import RememberRequest
 from memanto_server.settings import Settings
 from tests.helpers.embedders import CountingEmbedder, local_model, stored_vector, wait_embedded
-from tests.helpers.embeddings import ensure_agent
+from tests.helpers.embeddings import ensure_agent, insert_memory
 from tests.helpers.owners import Live, create_owner_key, start
 from tests.helpers.processes import running_server, settings_env
 
@@ -189,3 +192,33 @@ async def test_a_memory_is_found_by_text_at_once_and_by_meaning_soon_after(
                 await pool.close()
             assert found[0].memory_id == created.json()["memory_id"]
             assert found[0].score > 0.3
+
+
+async def test_the_worker_runs_as_a_process_of_its_own_and_stops_on_sigterm(
+    conn: asyncpg.Connection[Any], semantic_settings: Settings
+) -> None:
+    """`memanto-server worker`, as its own container would run it, with the app's worker off."""
+    env = settings_env(msgspec.structs.replace(semantic_settings, embedding_worker=False))
+    owner = await create_owner_key(conn)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "memanto_server.cli.server", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for i in range(12):
+            await insert_memory(conn, owner.owner_id, "a", f"stored while the worker runs, number {i}")
+        await wait_embedded(semantic_settings.database_url, count=12)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        stderr = worker.stderr.read() if worker.stderr else ""
+        if worker.stderr:
+            worker.stderr.close()
+    assert "embedding worker running (all-MiniLM-L6-v2-int8)" in stderr
+    assert "Traceback" not in stderr
