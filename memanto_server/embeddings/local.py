@@ -14,8 +14,8 @@ downloaded at run time.
 Weights stored in int8 (int8 tensors cast to float and scaled per column before a MatMul)
 are computed in int8 too: at load, each such MatMul becomes ONNX Runtime's
 `DynamicQuantizeMatMul` (activations quantised on the fly, integer kernels: VNNI where the CPU
-has it), about twice the speed of the float MatMuls ONNX Runtime would otherwise run, for
-vectors within 0.99 cosine of them (bench/README.md, "Recall by meaning").
+has it), much faster than the float MatMuls ONNX Runtime would otherwise run, for nearly the
+same vectors (bench/README.md, "Recall by meaning").
 
 Work runs in threads of the embedder's own (ONNX Runtime releases the GIL while it computes):
 one for the worker's documents and one for recall's queries, so that a query never waits
