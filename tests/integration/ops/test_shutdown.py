@@ -17,11 +17,12 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
 from memanto_server.settings import Settings
 from tests.helpers.http import API, activate, token_headers
-from tests.helpers.owners import OwnerKey, unique_agent
+from tests.helpers.owners import OwnerKey, create_owner_key, unique_agent
 from tests.helpers.postgres import agent_row_locked, wait_until_blocked
 from tests.helpers.processes import ServerProcess, settings_env
 
@@ -71,8 +72,20 @@ async def memanto_connections(db: asyncpg.Connection[Any]) -> int:
 
 
 async def test_request_in_flight_at_sigterm_completes_and_the_server_exits_cleanly(
-    settings: Settings, database_url: str, owner: OwnerKey, db: asyncpg.Connection[Any], tmp_path: Path
+    settings: Settings, fresh_database_url: str, tmp_path: Path
 ) -> None:
+    # A database of the test's own: the connections counted at the end are this server's alone.
+    database_url = fresh_database_url
+    db = await asyncpg.connect(database_url)
+    try:
+        owner = await create_owner_key(db)
+        await drain_at_sigterm(msgspec.structs.replace(settings, database_url=database_url), db, owner, tmp_path)
+    finally:
+        await db.close()
+
+
+async def drain_at_sigterm(settings: Settings, db: asyncpg.Connection[Any], owner: OwnerKey, tmp_path: Path) -> None:
+    database_url = settings.database_url
     agent = unique_agent("drain")
     log_path = tmp_path / "server.log"
     server = ServerProcess(settings_env(settings), log_path=log_path, graceful_timeout=20)
