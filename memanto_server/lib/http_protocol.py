@@ -165,10 +165,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(_Refused(400, "bad_request", "Bad request", "the request is not valid HTTP/1.1"))
 
     def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)  # uvicorn starts the next request read ahead, if any
         super().on_response_complete()
-        if not self.transport.is_closing() and not self.pipeline:
-            self._in_head, self._began_message = True, False
-            self._arm(self.limits.header_timeout, "head")
+        if self.transport.is_closing() or pipelined:
+            return
+        if self._in_head and self._began_message:
+            return  # the next request's head is on its way, on the deadline armed when it began
+        self._in_head, self._began_message = True, False
+        self._arm(self.limits.header_timeout, "head")
 
     # Parser callbacks.
 

@@ -9,16 +9,21 @@ over in seconds.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
 from memanto_server.settings import Settings
+from tests.helpers.owners import OwnerKey, unique_agent
+from tests.helpers.postgres import agent_row_locked, wait_until_blocked
 from tests.helpers.processes import ServerProcess, settings_env
 
 pytestmark = pytest.mark.slow
@@ -236,6 +241,27 @@ def test_the_limits_leave_ordinary_requests_alone(server: Server) -> None:
         assert status_of(read_response(sock)) == 200
         # Idle past the keep-alive timeout: closed quietly.
         assert read_all(sock) == b""
+
+
+async def test_a_request_read_ahead_waits_for_the_slow_one_before_it(
+    server: Server, owner: OwnerKey, database_url: str, db: asyncpg.Connection[Any]
+) -> None:
+    """Pipelined requests: the second, read while the first is still being answered, is not timed
+    out by the header limit however long the first takes (its head came whole, in time)."""
+    agent = unique_agent("slow")
+    activate = (
+        f"POST /api/v2/agents/{agent}/activate HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {owner.key}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    with server.connect() as sock:
+        sock.sendall(activate)
+        assert status_of(await asyncio.to_thread(read_response, sock)) == 201  # the agent exists now
+        async with agent_row_locked(database_url, owner.owner_id, agent) as holder:
+            sock.sendall(activate + b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+            await wait_until_blocked(db, holder)
+            await asyncio.sleep(HEADER_TIMEOUT * 2)  # the first request is held past the header limit
+        assert status_of(await asyncio.to_thread(read_response, sock)) == 201
+        assert status_of(await asyncio.to_thread(read_response, sock)) == 200
 
 
 def test_refusals_are_logged_once_without_a_traceback(server: Server) -> None:
