@@ -3,10 +3,11 @@ I/O on the event loop.
 
 Every line the process writes leaves through one `LineWriter`: a thread of its own that
 turns what was logged into bytes and writes it to stderr in batches, one `write` per
-batch. An access line costs the event loop one tuple appended to a deque; formatting,
-redaction and the system call happen on the writer's thread. Records of other loggers go
-through the standard `logging` machinery (they are few) into the same writer, so the
-stream keeps their order; an error is written at once, with everything before it.
+batch. A finished request costs the event loop one tuple appended to a deque; its access
+line (formatting, redaction, the system call) and whatever else observes finished requests
+(the request metrics) happen on the writer's thread. Records of other loggers go through
+the standard `logging` machinery (they are few) into the same writer, so the stream keeps
+their order; an error is written at once, with everything before it.
 
 The redaction filter sits on the handler, so it covers every logger (ours, Litestar's,
 uvicorn's, the drivers') at every level; access lines are redacted field by field. Both
@@ -144,44 +145,64 @@ class AccessLine(msgspec.Struct):
 
 
 class _Clock:
-    """Timestamps of log lines, the seconds part formatted once per second."""
+    """Timestamps of log lines: the seconds formatted once per second, the milliseconds
+    looked up, and the last one kept (a busy server logs many lines in one millisecond)."""
 
     def __init__(self, seconds_format: str, to_struct: Callable[[float], time.struct_time], millis: str) -> None:
-        self._format, self._to_struct, self._millis = seconds_format, to_struct, millis
-        self._second = -1
-        self._prefix = ""
+        self._format, self._to_struct = seconds_format, to_struct
+        self._millis = [millis % n for n in range(1000)]
+        self._second = self._milli = -1
+        self._prefix = self._last = ""
 
     def __call__(self, when: float) -> str:
-        second = int(when)
-        if second != self._second:
-            self._second, self._prefix = second, time.strftime(self._format, self._to_struct(when))
-        return self._prefix + self._millis % int((when - second) * 1000)
+        milli = int(when * 1000)
+        if milli != self._milli:
+            second, fraction = divmod(milli, 1000)
+            if second != self._second:
+                self._second, self._prefix = second, time.strftime(self._format, self._to_struct(second))
+            self._milli, self._last = milli, self._prefix + self._millis[fraction]
+        return self._last
+
+
+def _milliseconds(seconds: float) -> float:
+    """Seconds → milliseconds with two decimals (as `round(…, 2)`, for a fraction of its cost)."""
+    return int(seconds * 100_000 + 0.5) / 100
 
 
 class AccessRenderer:
-    """Access entries and ready lines → the bytes of one batch (on the writer's thread)."""
+    """Access entries and ready lines → the bytes of one batch (on the writer's thread).
+    Without `access`, entries give no line (MEMANTO_LOG_LEVEL above INFO)."""
 
-    def __init__(self, *, use_json: bool) -> None:
+    def __init__(self, *, use_json: bool, access: bool = True) -> None:
         self.use_json = use_json
+        self.access = access
         self._encoder = msgspec.json.Encoder()
         self._json_clock = _Clock("%Y-%m-%dT%H:%M:%S", time.gmtime, ".%03dZ")
         self._text_clock = _Clock("%Y-%m-%d %H:%M:%S", time.localtime, ",%03d")
 
     def __call__(self, items: list[bytes | AccessEntry]) -> bytes:
         out = bytearray()
+        lines: list[AccessLine] = []  # JSON lines waiting to be encoded together (`encode_lines`)
         for item in items:
             if isinstance(item, bytes):
+                if lines:
+                    out += self._encoder.encode_lines(lines)
+                    lines = []
                 out += item
+            elif not self.access:
+                continue
             elif self.use_json:
-                self._json(item, out)
+                lines.append(self._json(item))
             else:
                 out += self._text(item).encode("utf-8", "backslashreplace")
+        if lines:
+            out += self._encoder.encode_lines(lines)
         return bytes(out)
 
-    def _json(self, entry: AccessEntry, out: bytearray) -> None:
+    def _json(self, entry: AccessEntry) -> AccessLine:
         when, request_id, method, route, status, seconds, owner_id, agent_id = entry
         method = _redacted(method)
-        line = AccessLine(
+        return AccessLine(
             ts=self._json_clock(when),
             level="info",
             logger=ACCESS_LOGGER,
@@ -190,12 +211,10 @@ class AccessRenderer:
             method=method,
             route=route,
             status=status,
-            duration_ms=round(seconds * 1000, 2),
+            duration_ms=_milliseconds(seconds),
             owner_id=owner_id,
             agent_id=_redacted(agent_id) if agent_id else agent_id,
         )
-        self._encoder.encode_into(line, out, -1)
-        out += b"\n"
 
     def _text(self, entry: AccessEntry) -> str:
         when, request_id, method, route, status, seconds, owner_id, agent_id = entry
@@ -204,7 +223,7 @@ class AccessRenderer:
         return (
             f"{self._text_clock(when)} INFO    {ACCESS_LOGGER}: {method} {route} {status} "
             f"request_id={_redacted(request_id)} method={method} route={route} status={status} "
-            f"duration_ms={round(seconds * 1000, 2)} owner_id={owner_id} agent_id={agent}\n"
+            f"duration_ms={_milliseconds(seconds)} owner_id={owner_id} agent_id={agent}\n"
         )
 
 
@@ -215,11 +234,11 @@ class LineWriter:
     """Lines to a file descriptor, written by a thread of its own in batches.
 
     `put` appends to a deque and returns: no lock, no formatting, no system call on the
-    caller's thread. Every `interval` the thread takes what is pending, renders it and
-    writes it with one `write`. Without the thread (before `start`, after `stop`) and
-    beyond `max_pending` lines waiting (a stalled reader of stderr), `put` writes at
-    once instead: a line is delayed, never dropped. `start` and `stop` nest, so several
-    apps in one process (tests) share the thread.
+    caller's thread. Every `interval` the thread takes what is pending, hands its access
+    entries to the `observers`, renders the batch and writes it with one `write`. Without
+    the thread (before `start`, after `stop`) and beyond `max_pending` lines waiting (a
+    stalled reader of stderr), `put` writes at once instead: a line is delayed, never
+    dropped. `start` and `stop` nest, so several apps in one process (tests) share the thread.
     """
 
     def __init__(self, fd: int, *, interval: float = 0.05, max_pending: int = 100_000) -> None:
@@ -227,6 +246,8 @@ class LineWriter:
         self.interval = interval
         self.max_pending = max_pending
         self.render: Callable[[list[Any]], bytes] = AccessRenderer(use_json=False)
+        # Called with the access entries of every batch, on the thread that writes it (`flush`).
+        self.observers: list[Callable[[list[AccessEntry]], None]] = []
         self._pending: collections.deque[Any] = collections.deque()
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -244,12 +265,30 @@ class LineWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write everything pending now, on the caller's thread."""
+        """Observe and write everything pending now, on the caller's thread."""
         with self._write_lock:
             pending = self._pending
             count = len(pending)
             if count:
-                self._write(self.render([pending.popleft() for _ in range(count)]))
+                items = [pending.popleft() for _ in range(count)]
+                self._observe(items)
+                self._write(self._render(items))
+
+    def _observe(self, items: list[Any]) -> None:
+        if not self.observers:
+            return
+        entries = [item for item in items if type(item) is tuple]
+        for observe in self.observers:
+            try:
+                observe(entries)
+            except Exception as exc:  # a bug: say so, and keep the thread (and the lines) going
+                self._write(redact(f"log writer: {observe!r} failed: {exc!r}\n").encode())
+
+    def _render(self, items: list[Any]) -> bytes:
+        try:
+            return self.render(items)
+        except Exception as exc:  # a bug: the lines are lost, but not in silence, and not the next ones
+            return redact(f"log writer: {len(items)} lines not written: {exc!r}\n").encode()
 
     def start(self) -> None:
         with self._state_lock:
@@ -292,7 +331,8 @@ class LineWriter:
             view = view[written:]
 
     def _after_fork(self) -> None:
-        """In a forked child the thread does not exist: start afresh (the parent writes what it had pending)."""
+        """In a forked child the thread does not exist: start afresh (the parent writes what
+        it had pending)."""
         self._pending = collections.deque()
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -318,19 +358,7 @@ class WriterHandler(logging.Handler):
             self.writer.flush()
 
 
-class AccessLog:
-    """Where the request path hands its access entries; off below level INFO."""
-
-    def __init__(self, writer: LineWriter) -> None:
-        self.writer = writer
-        self.enabled = True
-
-    def put(self, entry: AccessEntry) -> None:
-        self.writer.put(entry)
-
-
 LOG_WRITER = LineWriter(2)  # stderr, by descriptor: the process's log stream wherever it points
-ACCESS_LOG = AccessLog(LOG_WRITER)
 atexit.register(LOG_WRITER.flush)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=LOG_WRITER._after_fork)
@@ -339,8 +367,8 @@ if hasattr(os, "register_at_fork"):
 def configure_logging(settings: Settings) -> None:
     use_json = settings.log_format == "json" or (settings.log_format == "auto" and settings.is_production)
     LOG_WRITER.flush()  # lines pending keep the format they were logged in
-    LOG_WRITER.render = AccessRenderer(use_json=use_json)
-    ACCESS_LOG.enabled = logging.getLevelName(settings.log_level) <= logging.INFO
+    access = logging.getLevelName(settings.log_level) <= logging.INFO
+    LOG_WRITER.render = AccessRenderer(use_json=use_json, access=access)
     handler = WriterHandler(LOG_WRITER)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     handler.addFilter(RedactSecrets())

@@ -1,5 +1,10 @@
 """Request ids on every response, and one access line and one metrics sample per request.
 
+The request path only records what happened, one tuple handed to the log writer; the
+writer's thread turns it into the access line and the request metrics (`observe`). A
+scrape of `/metrics` first has the writer catch up, so it counts every request answered
+before it.
+
 `AccessLogMiddleware` is the outermost layer of the app (around Litestar's router), so
 it sees every request, routed or not (an unknown path's 404 and a 405 included), and the
 status that really left.
@@ -15,14 +20,14 @@ response completed, and that covers a request the client left while it waited.
 
 from __future__ import annotations
 
-import os
+import random
 import re
 import time
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from memanto_server.ops.logging import ACCESS_LOG
-from memanto_server.ops.metrics import observe_request
+from memanto_server.ops import metrics
+from memanto_server.ops.logging import LOG_WRITER, AccessEntry
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -34,8 +39,22 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 
 
 def new_request_id() -> str:
-    """32 random hex digits, as nginx's `$request_id` (`uuid4().hex` costs several times more)."""
-    return os.urandom(16).hex()
+    """32 random hex digits, as nginx's `$request_id`. A correlation id, not a secret: drawn from
+    `random` (seeded from the system, reseeded in a forked child), since a system call per request
+    (`os.urandom`, `uuid4`) costs several times more."""
+    return f"{random.getrandbits(128):032x}"
+
+
+def observe(entries: list[AccessEntry]) -> None:
+    """The request metrics of finished requests (on the log writer's thread, a batch at a time)."""
+    metrics.observe_requests(
+        (method if method in _KNOWN_METHODS else "other", route, status, seconds)
+        for _, _, method, route, status, seconds, _, _ in entries
+    )
+
+
+LOG_WRITER.observers.append(observe)
+metrics.BEFORE_SCRAPE.append(LOG_WRITER.flush)
 
 
 def request_id_of(scope: Scope) -> str:
@@ -88,13 +107,10 @@ class AccessLogMiddleware:
             seconds = time.perf_counter() - started
             if gone or getattr(server_cycle, "disconnected", False):
                 status = CLIENT_CLOSED_REQUEST
-            method = scope["method"]
+            state = scope["state"]  # type: ignore[typeddict-item]
+            path_params = scope.get("path_params")
+            agent_id = (path_params.get("agent_id") if path_params else None) or state.get("agent_id")
             route = scope.get("path_template") or "-"  # type: ignore[attr-defined]
-            observe_request(method if method in _KNOWN_METHODS else "other", route, status, seconds)
-            if ACCESS_LOG.enabled:
-                state = scope["state"]  # type: ignore[typeddict-item]
-                path_params = scope.get("path_params")
-                agent_id = (path_params.get("agent_id") if path_params else None) or state.get("agent_id")
-                ACCESS_LOG.put(
-                    (time.time(), request_id, method, route, status, seconds, state.get("owner_id"), agent_id)
-                )
+            LOG_WRITER.put(
+                (time.time(), request_id, scope["method"], route, status, seconds, state.get("owner_id"), agent_id)
+            )

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +131,54 @@ def test_an_error_record_is_written_at_once_after_what_came_before(log_file: tup
     finally:
         writer.stop()
         logger.removeHandler(handler)
+
+
+def test_observers_see_every_entry_on_the_writers_thread_and_a_failing_one_stops_nothing(
+    log_file: tuple[int, Path],
+) -> None:
+    fd, path = log_file
+    writer = LineWriter(fd, interval=0.02)
+    writer.render = AccessRenderer(use_json=True)
+    seen: list[tuple[str, str]] = []
+
+    def broken(_: list[tuple]) -> None:
+        raise RuntimeError("observer bug")
+
+    def record(entries: list[tuple]) -> None:
+        seen.extend((e[1], threading.current_thread().name) for e in entries)
+
+    writer.observers += [record, broken]
+    writer.start()
+    try:
+        for n in range(100):
+            writer.put(entry(f"r{n}"))
+        writer.put(b"a record\n")
+        deadline = time.monotonic() + 5
+        while len(seen) < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == [(f"r{n}", "memanto-log-writer") for n in range(100)]
+        writer.put(entry("after"))
+    finally:
+        writer.stop()
+    text = path.read_text()
+    assert [json.loads(line)["request_id"] for line in text.splitlines() if line.startswith("{")] == [
+        *(f"r{n}" for n in range(100)),
+        "after",
+    ]
+    assert "a record\n" in text
+    assert "observer bug" in text  # said, not swallowed
+
+
+def test_without_access_lines_entries_are_observed_but_not_written(log_file: tuple[int, Path]) -> None:
+    fd, path = log_file
+    writer = LineWriter(fd)
+    writer.render = AccessRenderer(use_json=True, access=False)
+    seen: list[tuple] = []
+    writer.observers.append(seen.extend)
+    writer.put(entry("quiet"))
+    writer.put(b"a warning\n")
+    assert [e[1] for e in seen] == ["quiet"]
+    assert path.read_text() == "a warning\n"
 
 
 def test_json_access_line_fields_and_redaction() -> None:
