@@ -42,7 +42,7 @@ def new_request_id() -> str:
     """32 random hex digits, as nginx's `$request_id`. A correlation id, not a secret: drawn from
     `random` (seeded from the system, reseeded in a forked child), since a system call per request
     (`os.urandom`, `uuid4`) costs several times more."""
-    return f"{random.getrandbits(128):032x}"
+    return random.getrandbits(128).to_bytes(16, "big").hex()
 
 
 def observe(entries: list[AccessEntry]) -> None:
