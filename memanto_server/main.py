@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         # The log writer first: it stops last, after everything the other two log on their way out.
         lifespan=[log_writer, backends, rate_limiter],
-        before_send=[add_rate_limit_headers],
+        # Only with a limit: the hook has nothing to add without one, and a hook costs every response.
+        before_send=[add_rate_limit_headers] if settings.rate_limit else [],
         request_max_body_size=settings.max_body_bytes,
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(
