@@ -46,6 +46,7 @@ GENERATED_HEADINGS = {
 COST_TARGET = 0.90  # production / logging off, on the routes below
 COST_ROUTES = ("health_live", "session_current", "remember")
 SPREAD_TARGETS = {"remember": 5.0, "session_current": 10.0}  # p99 / p50 at half of saturation
+BUSY_FLOOR = 0.9  # the floor's server busy at least this much: it had its core
 
 
 # --- where the report goes ------------------------------------------------------------------
@@ -214,6 +215,20 @@ def _intro(args: argparse.Namespace, measured: Measured, started: datetime) -> l
         "goes to a file, as a container's goes to its log driver. Redis and Postgres are the machine's own "
         "servers and are not pinned (they share both cores with the rest). Each server uses a fresh database and "
         "a Redis prefix of its own; rate limiting off (the default). How to read every column: `bench/README.md`.",
+        "",
+    ]
+
+
+def _disturbance(measured: Measured) -> list[str]:
+    """A warning when the floor's server did not have its core: the figures then say more about
+    the machine's other work than about the service."""
+    floor = measured.results.get(measured.configs[0].name, {}).get("health_live")
+    if floor is None or not floor.runs or math.isnan(busy := floor.median("server_busy")) or busy >= BUSY_FLOOR:
+        return []
+    return [
+        f"**A disturbed run:** the server was busy {busy:.0%} of the time on `/health/live` (below "
+        f"{BUSY_FLOOR:.0%}: other processes had its core). Its requests/s and their ratios are the machine's "
+        "as much as the service's; compare `server CPU µs/request` or repeat on a quiet machine.",
         "",
     ]
 
@@ -467,6 +482,7 @@ def render(
     """The generated part of docs/benchmarks.md."""
     lines = [
         *_intro(args, measured, started),
+        *_disturbance(measured),
         "## Machine",
         "",
         *[f"- {name}: {value}" for name, value in machine_info.items()],

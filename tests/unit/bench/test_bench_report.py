@@ -151,6 +151,16 @@ def test_both_configurations_have_their_table_and_every_ratio() -> None:
     assert "| 0.40x | 0.40x | — | 1.10x | 142 | 0.44x | 0.95x | 92% | 63 | — |" in off
 
 
+def test_a_disturbed_run_says_so() -> None:
+    quiet = render(ARGS, both_configs(), {}, {}, datetime.now(UTC))
+    assert "A disturbed run" not in quiet
+    measured = both_configs()
+    measured.results["production"]["health_live"].runs[0].server_busy = 0.4
+    report = render(ARGS, measured, {}, {}, datetime.now(UTC))
+    assert "**A disturbed run:** the server was busy 40% of the time on `/health/live`" in report
+    assert report.index("A disturbed run") < report.index("## Machine")
+
+
 def test_targets_in_both_configurations() -> None:
     measured = both_configs()
     measured.sessions = {"production": live_sessions(config="production"), "off": live_sessions(config="off")}
