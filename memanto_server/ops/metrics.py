@@ -69,8 +69,7 @@ def observe_requests(requests: Iterable[tuple[str, str, int, float]]) -> None:
     """Count finished requests, (method, route, status, seconds) each, added up per series first.
 
     Per request, `Counter.inc` and `Histogram.observe` take three locks and walk the buckets
-    in Python (several microseconds); a batch costs each series one `inc` per value it
-    changes. The histogram has no batch API: its count per bucket and its sum are added to
+    in Python; a batch costs each series one `inc` per value it changes. The histogram has no batch API: its count per bucket and its sum are added to
     directly (`_buckets`, `_sum`: the values `observe` adds to, in this process's memory or
     in its multiprocess file alike).
     """

@@ -40,8 +40,8 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 
 def new_request_id() -> str:
     """32 random hex digits, as nginx's `$request_id`. A correlation id, not a secret: drawn from
-    `random` (seeded from the system, reseeded in a forked child), since a system call per request
-    (`os.urandom`, `uuid4`) costs several times more."""
+    `random` (seeded from the system, reseeded in a forked child) rather than with a system call
+    per request (`os.urandom`, `uuid4`)."""
     return random.getrandbits(128).to_bytes(16, "big").hex()
 
 
