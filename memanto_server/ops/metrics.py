@@ -69,9 +69,9 @@ def observe_requests(requests: Iterable[tuple[str, str, int, float]]) -> None:
     """Count finished requests, (method, route, status, seconds) each, added up per series first.
 
     Per request, `Counter.inc` and `Histogram.observe` take three locks and walk the buckets
-    in Python; a batch costs each series one `inc` per value it changes. The histogram has no batch API: its count per bucket and its sum are added to
-    directly (`_buckets`, `_sum`: the values `observe` adds to, in this process's memory or
-    in its multiprocess file alike).
+    in Python; a batch costs each series one `inc` per value it changes. The histogram has
+    no batch API: its count per bucket and its sum are added to directly (`_buckets`, `_sum`:
+    the values `observe` adds to, in this process's memory or in its multiprocess file alike).
     """
     tally: dict[tuple[str, str, int], list[Any]] = {}
     for method, route, status, seconds in requests:
