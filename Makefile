@@ -72,13 +72,16 @@ bench-memory: install
 	$(BIN)/python -m bench.batch_vs_single
 	$(BIN)/python -m bench.recall_scale
 
-# Issue-6 throughput and latency (not part of `make test`): wrk against the hot routes, with the
-# /health/live floor, a Litestar server-side-session app, Redis memory per live session and
-# current/activate throughput with 100,000 live sessions against 10 (bench.redis_memory, on a
-# private redis-server; about 3 min more), redis-benchmark and pgbench measured in the same run;
-# writes docs/benchmarks.md. Needs wrk, taskset, redis-server, redis-benchmark and pgbench
-# (Debian: apt-get install wrk util-linux redis-server redis-tools postgresql-client).
-# BENCH_ARGS="--duration 5 --runs 1", "--sessions 20000" or "--skip-sessions".
+# Throughput and latency (not part of `make test`): wrk against the hot routes in the production
+# configuration (JSON access log, metrics, request ids: the headline) and with logging off (the
+# reference) in the same run, with the /health/live floor, a Litestar server-side-session app,
+# GET /session/current with 256 connections and paced runs at half of saturation, Redis memory per
+# live session and current/activate throughput with 100,000 live sessions against 10 in both
+# configurations (bench.redis_memory, on a private redis-server; about 6 min more), redis-benchmark
+# and pgbench measured in the same run; writes its part of docs/benchmarks.md. Needs wrk, taskset,
+# redis-server, redis-benchmark and pgbench (Debian: apt-get install wrk util-linux redis-server
+# redis-tools postgresql-client). bench/README.md says how to read every column.
+# BENCH_ARGS="--duration 5 --runs 1", "--sessions 20000", "--skip-sessions" or "--configs production".
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -45,6 +46,26 @@ def pg_server_url() -> str:
 
     atexit.register(stop)
     return local.url
+
+
+@dataclass(frozen=True)
+class Config:
+    """A server configuration the benchmarks measure: its MEMANTO_* settings."""
+
+    name: str  # as the command lines call it
+    label: str  # as the reports show it
+    env: dict[str, str]
+
+
+# What users run (compose.yaml): the JSON access log at INFO, metrics and request ids.
+PRODUCTION = Config(
+    "production",
+    "production",
+    {"MEMANTO_ENV": "production", "MEMANTO_LOG_FORMAT": "json", "MEMANTO_LOG_LEVEL": "INFO"},
+)
+# The reference: no access line (metrics and request ids stay, as they cannot be turned off).
+LOGGING_OFF = Config("off", "logging off", {"MEMANTO_LOG_LEVEL": "WARNING"})
+CONFIGS = {config.name: config for config in (PRODUCTION, LOGGING_OFF)}
 
 
 def database_url(name: str) -> str:
@@ -90,8 +111,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(db_url: str, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """`memanto-server serve` on a free loopback port, one worker unless told otherwise."""
+def server(
+    db_url: str, *, workers: int = 1, extra_env: dict[str, str] | None = None, log_path: Path | None = None
+) -> Iterator[str]:
+    """`memanto-server serve` on a free loopback port, one worker unless told otherwise; its
+    output in `log_path` (appended) when given, else on the terminal."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMANTO_")}
     env.update(
@@ -104,10 +128,13 @@ def server(db_url: str, *, workers: int = 1, extra_env: dict[str, str] | None = 
             **(extra_env or {}),
         }
     )
+    output = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "memanto_server.cli.server", "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         cwd=ROOT,
+        stdout=output,
+        stderr=output,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -128,6 +155,8 @@ def server(db_url: str, *, workers: int = 1, extra_env: dict[str, str] | None = 
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+        if output:
+            output.close()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,9 +1,11 @@
 """Where the time of one hot route goes: py-spy samples the server while wrk drives the route.
 
-    python -m bench.profile [--route session_current] [--duration 10] [--top 25] [--output DIR]
+    python -m bench.profile [--route session_current] [--config production] [--duration 10] [--top 25]
+                            [--output DIR]
 
-Starts `memanto-server serve` (one worker) under `py-spy record`, pinned to the server core
-as in `bench.run`, prepares the route's session and data, drives the route with wrk from the
+Starts `memanto-server serve` (one worker, in one of bench.run's configurations: production,
+the default, or off; its stderr in a scratch file) under `py-spy record`, pinned to the
+server core as in `bench.run`, prepares the route's session and data, drives the route with wrk from the
 other core, and prints the functions that take the most samples: *self* (the function's own
 code) and *total* (with what it calls). `--output` keeps the collapsed stacks (for
 flamegraph tools) and the summary. Needs py-spy (`make install-bench`) and ptrace rights.
@@ -22,7 +24,7 @@ from pathlib import Path
 import asyncpg
 
 from bench import run as bench_run
-from bench.common import create_key, database_url, drop_database, fresh_database
+from bench.common import CONFIGS, create_key, database_url, drop_database, fresh_database
 
 
 def summarize(collapsed: Path, top: int) -> str:
@@ -50,6 +52,7 @@ def summarize(collapsed: Path, top: int) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--route", default="session_current", choices=[r.script for r in bench_run.ROUTES])
+    parser.add_argument("--config", default="production", choices=list(CONFIGS))
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
@@ -89,9 +92,12 @@ def main(argv: list[str] | None = None) -> None:
             str(collapsed),
             "--",
         ]
-        with bench_run.memanto(database_url(db_name), redis_prefix, wrapper=sampler) as base:
+        server = bench_run.memanto(
+            database_url(db_name), redis_prefix, wrapper=sampler, config=CONFIGS[args.config], log_dir=workdir
+        )
+        with server as base:
             envs = bench_run.prepare_memanto(
-                base, key, run_id, recall=args.route == "recall", extend=args.route == "extend"
+                base, key, run_id, recall=args.route in ("recall", "recall_text"), extend=args.route == "extend"
             )
             env = {**envs[args.route], "BENCH_RUN": f"profile-{run_id}"}
             bench_run.run_wrk(args.route, base, 2, args.connections, env)  # warm up
@@ -104,8 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     print(summary)
     if args.output:
         (args.output / f"{args.route}.txt").write_text(summary + "\n")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)  # the server's log, and the stacks unless kept in --output
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Redis memory per live session, and throughput with 100,000 live sessions against 10.
 
     python -m bench.redis_memory [--sessions 100000] [--seconds 10] [--rounds 2] [--connections 16]
-                                 [--redis-url redis://...] [--no-wrk] [--skip-throughput]
+                                 [--redis-url redis://...] [--no-wrk] [--skip-throughput] [--config production]
 
 Memory: creates `--sessions` live sessions directly through the store's own activate
 script (memanto_server.sessions.store.SessionStore, a key prefix of its own, owner ids UUIDs, agent
@@ -45,7 +45,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bench.commandstats import private_redis_server
-from bench.common import create_key, drop_database, fresh_database, server
+from bench.common import CONFIGS, Config, create_key, drop_database, fresh_database, server
 from memanto_server.sessions.service import new_session_id
 from memanto_server.sessions.store import SessionStore
 
@@ -305,6 +305,7 @@ class LiveSessionsResult:
     server_core: int | None = None  # cores given to the server (with Redis, when private) and to wrk
     client_core: int | None = None
     runs: dict[str, list[dict[str, float]]] = field(default_factory=lambda: {c: [] for c in CONDITIONS})
+    config: Config | None = None  # the server configuration of the throughput runs (bench.common.CONFIGS)
 
     @property
     def bytes_per_session(self) -> float:
@@ -347,6 +348,8 @@ class LiveSessionsResult:
             return [*command, "--skip-throughput"]
         command += ["--seconds", str(self.seconds), "--rounds", str(self.rounds)]
         command += ["--connections", str(self.connections)]
+        if self.config is not None:
+            command += ["--config", self.config.name]
         return [*command, "--no-wrk"] if self.tool == "httpx" else command
 
 
@@ -398,12 +401,14 @@ async def measure(
     redis_url: str | None = None,
     use_wrk: bool | None = None,
     skip_throughput: bool = False,
+    config: Config | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> LiveSessionsResult:
     """Memory per live session and (unless `skip_throughput`) throughput with `sessions` + 10
     live sessions against 10. Redis is a private `redis-server` unless `redis_url` is given;
     `use_wrk` defaults to whether wrk is installed. `echo` gets the lines of `text_lines` as
-    they become known (the memory figures first, then the throughput table at the end)."""
+    they become known (the memory figures first, then the throughput table at the end).
+    `config` adds its MEMANTO_* settings to the server's (the default: logging off)."""
     say = echo or (lambda _line: None)
     if use_wrk is None:
         use_wrk = shutil.which("wrk") is not None
@@ -425,6 +430,7 @@ async def measure(
             used_memory_after=after,
             fill_seconds=fill_s,
             memory_usage=sample,
+            config=config,
         )
         for line in memory_lines(result):
             say(line)
@@ -444,7 +450,11 @@ async def measure(
                 _, key = await create_key(conn)
             finally:
                 await conn.close()
-            with server(db_url, extra_env={"MEMANTO_REDIS_URL": url}) as base:
+            extra_env = {**(config.env if config else {}), "MEMANTO_REDIS_URL": url}
+            with (
+                tempfile.TemporaryDirectory(prefix="memanto-bench-logs-") as log_dir,  # its stderr, as a container's
+                server(db_url, extra_env=extra_env, log_path=Path(log_dir) / "server.log") as base,
+            ):
                 pin_server(0)
                 say(throughput_header(result))
                 store = SessionStore(redis, prefix, retain_ms=600_000)
@@ -498,8 +508,13 @@ def markdown_lines(result: LiveSessionsResult) -> list[str]:
         ),
         "",
     ]
+    return [*lines, *throughput_markdown_lines(result)]
+
+
+def throughput_markdown_lines(result: LiveSessionsResult) -> list[str]:
+    """The throughput part of the section: its table, in `result`'s server configuration."""
     if not result.measured_throughput:
-        return [*lines, "Throughput with many live sessions: not measured in this run.", ""]
+        return ["Throughput with many live sessions: not measured in this run.", ""]
     pinning = (
         f"the server (one worker{', and the private redis-server' if result.private_redis else ''}) pinned to "
         f"core {result.server_core} with `taskset`"
@@ -508,9 +523,11 @@ def markdown_lines(result: LiveSessionsResult) -> list[str]:
     )
     client = f"`{result.tool}` pinned to core {result.client_core}" if result.client_core is not None else result.tool
     small, big = (result.condition_label(c) for c in CONDITIONS)
-    lines += [
-        f"Throughput with {big} live sessions against 10: {result.tool}, {result.connections} connections, "
-        f"{result.seconds} s per run after a 2 s warm-up, over 10 agents activated afresh before each route; "
+    configuration = f", {result.config.label} configuration" if result.config else ""
+    lines = [
+        f"Throughput with {big} live sessions against 10{configuration}: {result.tool}, "
+        f"{result.connections} connections, {result.seconds} s per run after a 2 s warm-up, over 10 agents "
+        "activated afresh before each route; "
         f"{pinning}, {client}. The runs alternate, {result.rounds} run(s) with {big} each between runs with "
         f"{small} ({small} first and last), so that drift shows and evens out; the ratio compares the medians.",
         "",
@@ -536,15 +553,21 @@ def target_lines(result: LiveSessionsResult) -> list[str]:
         f"- Redis memory per live session ≤ {TARGET_BYTES} B ({result.sessions:,} live sessions): "
         f"{result.bytes_per_session:,.0f} B — {_met(result.memory_met)}"
     ]
-    if result.measured_throughput:
-        ratios = result.ratios
-        shown = ", ".join(f"`{ROUTES[route]}` {ratio:.2f}x" for route, ratio in ratios.items())
-        met = all(result.ratio_met(route) for route in ratios)
-        lines.append(
-            f"- `GET /session/current` and `activate` with {result.sessions:,} + 10 live sessions "
-            f"≥ {TARGET_RATIO:.2f}x with 10: {shown} — {_met(met)}"
-        )
-    return lines
+    return [*lines, *throughput_target_lines(result)]
+
+
+def throughput_target_lines(result: LiveSessionsResult) -> list[str]:
+    """The throughput target's line alone (one per server configuration in bench.run's report)."""
+    if not result.measured_throughput:
+        return []
+    ratios = result.ratios
+    shown = ", ".join(f"`{ROUTES[route]}` {ratio:.2f}x" for route, ratio in ratios.items())
+    met = all(result.ratio_met(route) for route in ratios)
+    configuration = f" ({result.config.label})" if result.config else ""
+    return [
+        f"- `GET /session/current` and `activate` with {result.sessions:,} + 10 live sessions "
+        f"≥ {TARGET_RATIO:.2f}x with 10{configuration}: {shown} — {_met(met)}"
+    ]
 
 
 # --- command line -----------------------------------------------------------------------
@@ -561,6 +584,9 @@ async def main() -> None:
     parser.add_argument("--redis-url", default=None, help="default: a private redis-server")
     parser.add_argument("--no-wrk", action="store_true", help="use the asyncio httpx loop even if wrk is installed")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--config", choices=list(CONFIGS), default=None, help="the server's configuration (default: logging off)"
+    )
     args = parser.parse_args()
     await measure(
         args.sessions,
@@ -570,6 +596,7 @@ async def main() -> None:
         redis_url=args.redis_url,
         use_wrk=shutil.which("wrk") is not None and not args.no_wrk,
         skip_throughput=args.skip_throughput,
+        config=CONFIGS[args.config] if args.config else None,
         echo=print,
     )
 

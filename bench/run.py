@@ -1,21 +1,32 @@
-"""Throughput and latency of the hot routes with wrk, with baselines measured in the same run.
+"""Throughput and latency of the hot routes with wrk, in the configuration users run and with
+logging off, with baselines measured in the same run.
 
     python -m bench.run [--duration 10] [--connections 32] [--runs 3] [--quick] [--output docs/benchmarks.md]
-                        [--sessions 100000] [--skip-sessions] [--skip-backends] [--routes a,b]
+                        [--configs production,off] [--routes a,b] [--sessions 100000] [--skip-sessions]
+                        [--skip-backends]
 
-Starts `memanto-server serve` (one worker) on a database of its own and the Litestar
-server-side-session app of `bench/baseline_app.py`, each pinned to core 0 (`taskset`), and
-drives them with `wrk` pinned to core 1, loopback only, one route at a time for a fixed
-duration. Every run measures every route, so the floor (`GET /health/live` of the same server)
-and the Litestar baseline share the run's conditions; the report gives the median over the
-runs. Then `bench/redis_memory.py` measures Redis memory per live session with `--sessions`
-live sessions, and `current` / `activate` throughput with that many against 10 (its own server
-and private `redis-server`, `--duration` seconds per run, `--runs` rounds), and
-`redis-benchmark` and a `pgbench` insert script give the backends' own limits.
-Writes a Markdown report (machine, versions, commands, tables) to `--output`.
+Starts two `memanto-server serve` processes (one worker each) on databases of their own:
+**production** (`MEMANTO_ENV=production`, the JSON access log at INFO, metrics and request
+ids, as `compose.yaml` runs it; the headline) and **logging off** (`MEMANTO_LOG_LEVEL=WARNING`,
+no access line; the reference), plus the Litestar server-side-session app of
+`bench/baseline_app.py`. Each is pinned to core 0 (`taskset`) and driven by `wrk` pinned to
+core 1, loopback only, one route at a time for a fixed duration; the two configurations
+measure each route one right after the other (in alternating order from run to run), so
+that their ratio compares like with like. The servers' stderr goes to files, as a
+container's goes to its log driver, and the access lines written during each run are
+counted against the requests wrk saw answered.
+
+Then, on the production server: `GET /session/current` with 256 connections at saturation
+(socket errors and timeouts counted) and at half of that rate (paced), and `remember` at half
+of its saturated rate. `bench/redis_memory.py` measures Redis memory per live session and
+`current` / `activate` throughput with `--sessions` live sessions against 10, in each
+configuration; `redis-benchmark` and a `pgbench` insert script give the backends' own
+limits. Writes the report (machine, versions, commands, tables) into `--output`, between the
+markers of `bench/report.py` when the file has them (other sections are kept).
 
 `--quick` (the smoke test): 2 s per route, one run, only health/live, session/current and
-remember, no live-sessions measurement, no Litestar or backend baselines.
+remember, no 256-connection, paced or live-sessions measurement, no Litestar or backend
+baselines.
 """
 
 from __future__ import annotations
@@ -25,7 +36,6 @@ import asyncio
 import contextlib
 import math
 import os
-import platform
 import re
 import secrets
 import shlex
@@ -34,11 +44,11 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import asyncpg
@@ -46,14 +56,16 @@ import httpx
 
 from bench import redis_memory
 from bench.common import (
+    CONFIGS,
+    PRODUCTION,
     REDIS_URL,
     ROOT,
+    Config,
     create_key,
     database_url,
     drop_database,
     free_port,
     fresh_database,
-    pg_server_url,
 )
 
 WRK_DIR = ROOT / "bench" / "wrk"
@@ -63,6 +75,7 @@ CLIENT_CORE = "1"
 PGBENCH_OWNER = "00000000-0000-4000-8000-00000000b0b0"
 EXTEND_SESSIONS = 64
 RECALL_MEMORIES = 300
+ACCESS_MARK = b'"logger":"memanto.access"'
 
 
 @dataclass(frozen=True)
@@ -76,7 +89,8 @@ ROUTES = [
     Route("GET /health/live", "health_live", "memanto"),
     Route("GET /api/v2/session/current", "session_current", "memanto"),
     Route("POST /api/v2/agents/{agent}/remember", "remember", "memanto"),
-    Route("POST /api/v2/agents/{agent}/recall", "recall", "memanto"),
+    Route("POST /api/v2/agents/{agent}/recall (hybrid)", "recall", "memanto"),
+    Route("POST /api/v2/agents/{agent}/recall (full text)", "recall_text", "memanto"),
     Route("POST /api/v2/agents/{agent}/activate", "activate", "memanto"),
     Route("POST /api/v2/session/extend", "extend", "memanto"),
     Route("GET /session (Litestar server-side session, Redis store)", "baseline_session", "baseline"),
@@ -91,10 +105,16 @@ class WrkResult:
     p99_ms: float
     requests: int
     non_2xx: int
-    socket_errors: int
+    socket_errors: int  # connect + read + write + timeout
+    socket_detail: tuple[int, int, int, int] = (0, 0, 0, 0)  # connect, read, write, timeout
     server_cpu_us: float = math.nan  # server CPU time (user + system) per request, microseconds
     server_busy: float = math.nan  # server CPU time over wall time: 1.0 = its core saturated
     backends_cpu_us: float = math.nan  # CPU time of every postgres and redis-server process, per request
+    access_lines: int | None = None  # access lines the server wrote during the run (None: not counted)
+
+    @property
+    def lines_per_request(self) -> float:
+        return self.access_lines / self.requests if self.access_lines is not None and self.requests else math.nan
 
 
 @dataclass
@@ -112,6 +132,10 @@ class RouteResults:
     @property
     def errors(self) -> int:
         return sum(run.non_2xx + run.socket_errors for run in self.runs)
+
+
+# config name → script → results
+Results = dict[str, dict[str, RouteResults]]
 
 
 # --- wrk ------------------------------------------------------------------------------------
@@ -135,13 +159,18 @@ def parse_wrk(output: str) -> WrkResult:
         raise ValueError(f"unexpected wrk output:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    detail = (0, 0, 0, 0)
+    if socket:
+        connect, read, write, timeout = (int(n) for n in socket.groups())
+        detail = (connect, read, write, timeout)
     return WrkResult(
         requests_per_second=float(rps.group(1)),
         p50_ms=_duration_ms(percentiles["50"]),
         p99_ms=_duration_ms(percentiles["99"]),
         requests=int(total.group(1)),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=sum(int(n) for n in socket.groups()) if socket else 0,
+        socket_errors=sum(detail),
+        socket_detail=detail,
     )
 
 
@@ -163,8 +192,9 @@ def wrk_command(script: str, url: str, duration: int, connections: int) -> list[
 
 def run_wrk(script: str, url: str, duration: int, connections: int, env: dict[str, str]) -> WrkResult:
     command = wrk_command(script, url, duration, connections)
-    pid = SERVER_PIDS.get(url)
-    cpu_before = cpu_seconds(pid) if pid else math.nan
+    server = SERVERS.get(url)
+    cpu_before = cpu_seconds(server.pid) if server else math.nan
+    lines_before = server.log.access_lines() if server and server.log else 0
     backends_before, started = backends_cpu_seconds(), time.monotonic()
     done = subprocess.run(
         command, env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=duration + 60
@@ -173,10 +203,12 @@ def run_wrk(script: str, url: str, duration: int, connections: int, env: dict[st
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
     result = parse_wrk(done.stdout)
-    if pid and result.requests:
-        server = cpu_seconds(pid) - cpu_before
-        result.server_cpu_us = server / result.requests * 1e6
-        result.server_busy = server / elapsed
+    if server and result.requests:
+        cpu = cpu_seconds(server.pid) - cpu_before
+        result.server_cpu_us = cpu / result.requests * 1e6
+        result.server_busy = cpu / elapsed
+    if server and server.log:
+        result.access_lines = server.log.settled_access_lines() - lines_before
     if result.requests:
         result.backends_cpu_us = backends / result.requests * 1e6
     return result
@@ -184,11 +216,56 @@ def run_wrk(script: str, url: str, duration: int, connections: int, env: dict[st
 
 # --- servers --------------------------------------------------------------------------------
 
-# Each server's process id by base URL: its CPU time per request is the figure that other
-# processes on the machine disturb least (throughput falls when they take the core; the
-# work done per request hardly changes).
-SERVER_PIDS: dict[str, int] = {}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class ServerLog:
+    """A server's stderr in a file, and the access lines written to it so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle = open(path, "ab")  # noqa: SIM115 - closed by `close`
+        self._offset = 0
+        self._counted = 0
+
+    def access_lines(self) -> int:
+        """Access lines written since the start (a line still being written counts next time)."""
+        with open(self.path, "rb") as log:
+            log.seek(self._offset)
+            data = log.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        self._counted += complete.count(ACCESS_MARK)
+        return self._counted
+
+    def settled_access_lines(self, quiet: float = 0.3, timeout: float = 10) -> int:
+        """The count once the writer has flushed: no new access line for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        count = self.access_lines()
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            latest = self.access_lines()
+            if latest == count:
+                break
+            count = latest
+        return count
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.path.read_text(errors="replace").splitlines()[-lines:])
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+@dataclass
+class Server:
+    pid: int
+    log: ServerLog | None
+
+
+# Each server by base URL: its process id (its CPU time per request is the figure that other
+# processes on the machine disturb least) and its log.
+SERVERS: dict[str, Server] = {}
 
 
 def _name_and_cpu(pid: int | str) -> tuple[str, float]:
@@ -217,7 +294,7 @@ def backends_cpu_seconds() -> float:
     return total
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
+def _wait_ready(process: subprocess.Popen[bytes], url: str, log: ServerLog | None) -> None:
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -226,19 +303,26 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not start ({url})")
+            raise RuntimeError(f"the server did not start ({url})" + (f":\n{log.tail()}" if log else ""))
         time.sleep(0.1)
 
 
 @contextlib.contextmanager
 def pinned_process(
-    command: list[str], env: dict[str, str], ready_url: str, stop_signal: int = signal.SIGTERM
+    command: list[str],
+    env: dict[str, str],
+    ready_url: str,
+    stop_signal: int = signal.SIGTERM,
+    log: ServerLog | None = None,
 ) -> Iterator[int]:
     """`command` pinned to the server core, until it answers 200 at `ready_url`; stopped after.
-    Yields its process id (taskset execs the command)."""
-    process = subprocess.Popen(["taskset", "-c", SERVER_CORE, *command], env=env, cwd=ROOT)
+    Yields its process id (taskset execs the command). Its output goes to `log` when given."""
+    output = log.handle if log else None
+    process = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *command], env=env, cwd=ROOT, stdout=output, stderr=output
+    )
     try:
-        _wait_ready(process, ready_url)
+        _wait_ready(process, ready_url, log)
         yield process.pid
     finally:
         process.send_signal(stop_signal)
@@ -254,9 +338,16 @@ def _clean_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def memanto(db_url: str, redis_prefix: str, wrapper: list[str] | None = None) -> Iterator[str]:
-    """As bench.common.server (the same settings), pinned to the server core; `wrapper`
-    (a profiler) runs the server as its child and is stopped with SIGINT, as at a terminal."""
+def memanto(
+    db_url: str,
+    redis_prefix: str,
+    wrapper: list[str] | None = None,
+    config: Config = PRODUCTION,
+    log_dir: Path | None = None,
+) -> Iterator[str]:
+    """`memanto-server serve`, one worker, in `config`, pinned to the server core; its stderr
+    in `log_dir` (the terminal without one). `wrapper` (a profiler) runs the server as its
+    child and is stopped with SIGINT, as at a terminal."""
     port = free_port()
     env = _clean_env()
     env.update(
@@ -265,16 +356,22 @@ def memanto(db_url: str, redis_prefix: str, wrapper: list[str] | None = None) ->
             "MEMANTO_REDIS_URL": REDIS_URL,
             "MEMANTO_REDIS_PREFIX": redis_prefix,
             "MEMANTO_SECRET_KEY": secrets.token_urlsafe(48),
-            "MEMANTO_LOG_LEVEL": "WARNING",
+            **config.env,
         }
     )
     command = [sys.executable, "-m", "memanto_server.cli.server", "serve", "--port", str(port), "--workers", "1"]
     base = f"http://127.0.0.1:{port}"
     stop = signal.SIGINT if wrapper else signal.SIGTERM
-    with pinned_process([*(wrapper or []), *command], env, f"{base}/health/ready", stop) as pid:
-        if not wrapper:
-            SERVER_PIDS[base] = pid
-        yield base
+    log = ServerLog(log_dir / f"memanto-{config.name}.log") if log_dir else None
+    try:
+        with pinned_process([*(wrapper or []), *command], env, f"{base}/health/ready", stop, log) as pid:
+            if not wrapper:
+                SERVERS[base] = Server(pid, log)
+            yield base
+    finally:
+        SERVERS.pop(base, None)
+        if log:
+            log.close()
 
 
 @contextlib.contextmanager
@@ -285,8 +382,9 @@ def baseline(namespace: str) -> Iterator[str]:
     with pinned_process(
         [sys.executable, "-m", "bench.baseline_app", "--port", str(port)], env, f"{base}/health/live"
     ) as pid:
-        SERVER_PIDS[base] = pid
+        SERVERS[base] = Server(pid, None)
         yield base
+    SERVERS.pop(base, None)
 
 
 def clear_redis(pattern: str) -> None:
@@ -316,6 +414,18 @@ def _activate(client: httpx.Client, key: str, agent: str) -> str:
     return str(response.json()["session_token"])
 
 
+def wait_for_embeddings(client: httpx.Client, timeout: float = 120) -> None:
+    """Until the server's embedding backlog (`memanto_embedding_backlog`, where semantic recall
+    exists) is empty, so that recall is measured on embedded memories; at once without it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"^memanto_embedding_backlog(?:\{[^}]*\})? (\S+)$", client.get("/metrics").text, re.M)
+        if found is None or float(found.group(1)) == 0:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the embedding backlog did not drain in {timeout:.0f} s")
+
+
 def prepare_memanto(base: str, key: str, run_id: str, *, recall: bool, extend: bool) -> dict[str, dict[str, str]]:
     """Sessions and data for each script; returns each script's environment."""
     with httpx.Client(base_url=base, timeout=10) as client:
@@ -339,7 +449,8 @@ def prepare_memanto(base: str, key: str, run_id: str, *, recall: bool, extend: b
                 client.post(
                     "/api/v2/agents/bench-recall/remember", headers={"X-Session-Token": recall_token}, json=body
                 ).raise_for_status()
-            envs["recall"] = {"BENCH_AGENT": "bench-recall", "BENCH_TOKEN": recall_token}
+            wait_for_embeddings(client)
+            envs["recall"] = envs["recall_text"] = {"BENCH_AGENT": "bench-recall", "BENCH_TOKEN": recall_token}
         if extend:
             tokens = [_activate(client, key, f"bench-extend-{i}") for i in range(EXTEND_SESSIONS)]
             envs["extend"] = {"BENCH_TOKENS": ",".join(tokens)}
@@ -418,280 +529,90 @@ def run_pgbench(duration: int) -> tuple[float, float]:
     return float(tps.group(1)), float(latency.group(1))
 
 
-# --- machine and versions -------------------------------------------------------------------
+# --- paced and many connections -------------------------------------------------------------
 
-
-def _first_line(command: list[str]) -> str:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr).strip() else "?"
-
-
-def machine() -> dict[str, str]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "?"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    return {
-        "CPUs (nproc)": str(os.cpu_count() if not shutil.which("nproc") else _first_line(["nproc"])),
-        "CPU model": cpu,
-        "memory": memory,
-        "kernel": platform.release(),
-    }
-
-
-async def _backend_versions() -> tuple[str, str]:
-    import redis.asyncio
-
-    client = redis.asyncio.Redis.from_url(REDIS_URL)
-    try:
-        info = await client.info("server")
-        redis_version = str(info.get("redis_version", "?"))
-    finally:
-        await client.aclose()
-    conn = await asyncpg.connect(f"{pg_server_url()}/postgres")
-    try:
-        postgres_version = str(await conn.fetchval("SHOW server_version"))
-    finally:
-        await conn.close()
-    return redis_version, postgres_version
-
-
-def versions() -> dict[str, str]:
-    redis_version, postgres_version = asyncio.run(_backend_versions())
-    found = {"Python": platform.python_version()}
-    for package in ("litestar", "uvicorn", "uvloop", "httptools", "redis", "hiredis", "asyncpg", "msgspec"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[package] = metadata.version(package)
-    found["Redis server"] = redis_version
-    found["PostgreSQL server"] = postgres_version
-    found["wrk"] = _first_line(["wrk", "-v"])
-    found["redis-benchmark"] = _first_line(["redis-benchmark", "--version"])
-    found["pgbench"] = _first_line(["pgbench", "--version"])
-    return found
-
-
-# --- report ---------------------------------------------------------------------------------
-
-
-def _ratio(value: float, floor: float | None) -> str:
-    return f"{value / floor:.2f}x" if floor else "—"
-
-
-def _percent(value: float) -> str:
-    return "—" if math.isnan(value) else f"{value:.0%}"
-
-
-def _figure(value: float) -> str:
-    return "—" if math.isnan(value) else f"{value:,.0f}"
-
-
-def render(
-    args: argparse.Namespace,
-    results: dict[str, RouteResults],
-    paced: Paced | None,
-    redis_results: dict[str, tuple[float, float | None]] | None,
-    pg_result: tuple[float, float] | None,
-    machine_info: dict[str, str],
-    version_info: dict[str, str],
-    started: datetime,
-    sessions: redis_memory.LiveSessionsResult | None = None,
-) -> str:
-    floor = results["health_live"].median("requests_per_second") if "health_live" in results else None
-    litestar = results["baseline_session"].median("requests_per_second") if "baseline_session" in results else None
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Generated by `{args.command_line}` on {started:%Y-%m-%d %H:%M} UTC. Figures are medians of "
-        f"{args.runs} run(s) of {args.duration} s per route, {args.connections} connections, one wrk thread; "
-        "every run measures every route, baselines included, so ratios compare like with like.",
-        "",
-        "Setup: `memanto-server serve --workers 1` (uvicorn, uvloop, httptools, no access log) and the "
-        "Litestar baseline (`bench/baseline_app.py`, same uvicorn options) pinned to core "
-        f"{SERVER_CORE} with `taskset`; `wrk`, `redis-benchmark` and `pgbench` pinned to core {CLIENT_CORE}; "
-        "loopback only. Redis and Postgres are the machine's own servers and are not pinned "
-        "(they share both cores with the rest). The server uses a fresh database and a Redis prefix of its own; "
-        "rate limiting off (the default).",
-        "",
-        "## Machine",
-        "",
-        *[f"- {name}: {value}" for name, value in machine_info.items()],
-        "",
-        "## Versions",
-        "",
-        *[f"- {name}: {value}" for name, value in version_info.items()],
-        "",
-        "## HTTP routes (wrk)",
-        "",
-        "| route | requests/s | p50 ms | p99 ms | non-2xx / socket errors | x /health/live | x Litestar session "
-        "| server CPU µs/request | x /health/live by CPU | server busy | Postgres + Redis CPU µs/request |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    floor_cpu = results["health_live"].cpu_per_request if "health_live" in results else math.nan
-    for script, result in results.items():
-        rps = result.median("requests_per_second")
-        ratio_floor = "1.00x (floor)" if script == "health_live" else _ratio(rps, floor)
-        if script == "baseline_session":
-            ratio_floor = "—"  # another process; its own floor is not measured
-        ratio_litestar = _ratio(rps, litestar) if script == "session_current" else "—"
-        if script == "baseline_session":
-            ratio_litestar = "1.00x (baseline)"
-        cpu = result.cpu_per_request
-        ratio_cpu = "—" if script == "baseline_session" or math.isnan(cpu) else f"{floor_cpu / cpu:.2f}x"
-        lines.append(
-            f"| `{result.route.name}` | {rps:,.0f} | {result.median('p50_ms'):.2f} | {result.median('p99_ms'):.2f} "
-            f"| {result.errors} | {ratio_floor} | {ratio_litestar} | {cpu:,.0f} | {ratio_cpu} "
-            f"| {_percent(result.median('server_busy'))} | {_figure(result.median('backends_cpu_us'))} |"
-        )
-    lines += ["", "Requests/s of each run:", ""]
-    for result in results.values():
-        per_run = ", ".join(f"{run.requests_per_second:,.0f}" for run in result.runs)
-        lines.append(f"- `{result.route.name}`: {per_run}")
-
-    lines += ["", "### Against the targets of issue 6", ""]
-    targets = []
-    if floor and "session_current" in results:
-        current = results["session_current"].median("requests_per_second")
-        targets.append(("`GET /session/current` ≥ 0.6x `/health/live`", current / floor, 0.6))
-        if litestar:
-            targets.append(("`GET /session/current` ≥ 1.0x Litestar server-side session", current / litestar, 1.0))
-    if floor and "remember" in results:
-        remember = results["remember"].median("requests_per_second")
-        targets.append(("`remember` ≥ 0.35x `/health/live`", remember / floor, 0.35))
-    target_lines = [
-        f"- {label}: {value:.2f}x — {'met' if value >= target else '**missed**'}" for label, value, target in targets
-    ]
-    if paced is not None:
-        spread = paced.result.median("p99_ms") / paced.result.median("p50_ms")
-        target_lines.append(
-            f"- `remember` p99 ≤ 5x p50 at half of saturation: {spread:.1f}x — {'met' if spread <= 5 else '**missed**'}"
-        )
-    if sessions is not None:
-        target_lines += redis_memory.target_lines(sessions)
-    lines += target_lines or ["- not measured in this run"]
-
-    if paced is not None:
-        result = paced.result
-        lines += [
-            "",
-            "### `remember` at half of saturation",
-            "",
-            f"Saturation (above): {paced.saturation:,.0f} requests/s. Paced run: {PACED_CONNECTIONS} connections, each "
-            f"waiting {paced.delay_ms:.1f} ms on average (uniformly 0 to twice that) before each request (wrk's "
-            f"`delay()`, `BENCH_DELAY_MS`, set from a 3 s trial run), aiming at "
-            f"{paced.saturation / 2:,.0f} requests/s; medians of {len(result.runs)} run(s) of {args.duration} s.",
-            "",
-            "| requests/s reached | share of saturation | p50 ms | p99 ms | p99 / p50 |",
-            "| ---: | ---: | ---: | ---: | ---: |",
-            f"| {result.median('requests_per_second'):,.0f} "
-            f"| {result.median('requests_per_second') / paced.saturation:.2f} "
-            f"| {result.median('p50_ms'):.2f} | {result.median('p99_ms'):.2f} "
-            f"| {result.median('p99_ms') / result.median('p50_ms'):.1f}x |",
-        ]
-
-    lines.append("")
-    if sessions is not None:
-        lines += redis_memory.markdown_lines(sessions)
-
-    lines += ["## Backends on their own", ""]
-    if redis_results:
-        lines += ["| redis-benchmark | requests/s | p50 ms |", "| --- | ---: | ---: |"]
-        for name, (rps, p50) in redis_results.items():
-            lines.append(f"| {name} | {rps:,.0f} | {p50 if p50 is not None else '—'} |")
-        lines.append("")
-    if pg_result:
-        tps, latency = pg_result
-        lines += [
-            f"- pgbench, the `remember` INSERT (`bench/pgbench_insert.sql`, 4 clients, prepared): "
-            f"{tps:,.0f} transactions/s, {latency:.2f} ms average latency.",
-        ]
-        if "remember" in results:
-            remember = results["remember"].median("requests_per_second")
-            lines.append(f"- `remember` over HTTP reaches {remember / tps:.2f}x of the bare INSERT's rate.")
-        lines.append("")
-    if not redis_results and not pg_result:
-        lines += ["Not measured in this run (`--quick` or `--skip-backends`).", ""]
-
-    lines += ["## Commands", "", "```sh", args.command_line]
-    for script in results:
-        url = "http://127.0.0.1:<baseline port>" if script == "baseline_session" else "http://127.0.0.1:<port>"
-        lines.append(shlex.join(wrk_command(script, url, args.duration, args.connections)))
-    if redis_results:
-        lines.append(shlex.join(redis_benchmark_command()))
-    if pg_result:
-        lines.append(shlex.join(pgbench_command(args.pgbench_duration)))
-    if sessions is not None:
-        lines.append(shlex.join(sessions.command()))
-    lines += [
-        "```",
-        "",
-        "The Lua scripts are in `bench/wrk/`; their credentials come from the environment (`BENCH_KEY`, "
-        "`BENCH_TOKEN`, `BENCH_TOKENS`, `BENCH_AGENT`, `BENCH_RUN`, `BENCH_COOKIE`), prepared by `bench/run.py`: "
-        "`activate` creates a distinct agent per request (nothing superseded); `extend` adds 0.001 h per request "
-        f"rotating over {EXTEND_SESSIONS} sessions (far from the 168 h cap); `recall` searches an agent holding "
-        f"{RECALL_MEMORIES} memories; `remember` stores into an agent of its own (its table grows during the run).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# --- paced ----------------------------------------------------------------------------------
-
-PACED_CONNECTIONS = 16
+PACED_CONNECTIONS = {"remember": 16, "session_current": 256}
+MANY_CONNECTIONS = 256
 
 
 @dataclass
 class Paced:
-    saturation: float
+    script: str
+    connections: int
+    saturation: float  # requests/s at saturation with as many connections
     delay_ms: float
     result: RouteResults
 
 
-def measure_paced(saturated: RouteResults, url: str, env: dict[str, str], args: argparse.Namespace) -> Paced:
-    """`remember` again at about half its saturated rate: latency where a service is meant to run.
+def measure_paced(
+    saturated: RouteResults, connections: int, url: str, env: dict[str, str], args: argparse.Namespace
+) -> Paced:
+    """A route again at about half its saturated rate: latency where a service is meant to run.
 
     wrk has no fixed-rate mode; each connection waits about `delay` before each request, so
     the rate is connections / (delay + latency). A short first run measures that latency at
     about this load, and the delay is set from it; the rate reached is reported, not assumed.
     """
+    script = saturated.route.script
     saturation = saturated.median("requests_per_second")
     target = saturation / 2
-    paced_env = {**env, "BENCH_DELAY_MS": f"{PACED_CONNECTIONS * 1000 / target:.3f}"}
-    trial = run_wrk("remember", url, 3, PACED_CONNECTIONS, paced_env)
-    latency_ms = max(0.0, PACED_CONNECTIONS * 1000 / trial.requests_per_second - float(paced_env["BENCH_DELAY_MS"]))
-    delay_ms = max(0.0, PACED_CONNECTIONS * 1000 / target - latency_ms)
+    paced_env = {**env, "BENCH_DELAY_MS": f"{connections * 1000 / target:.3f}"}
+    trial = run_wrk(script, url, 3, connections, paced_env)
+    latency_ms = max(0.0, connections * 1000 / trial.requests_per_second - float(paced_env["BENCH_DELAY_MS"]))
+    delay_ms = max(0.0, connections * 1000 / target - latency_ms)
     paced_env["BENCH_DELAY_MS"] = f"{delay_ms:.3f}"
     result = RouteResults(saturated.route)
     for number in range(args.runs):
-        outcome = run_wrk("remember", url, args.duration, PACED_CONNECTIONS, paced_env)
+        outcome = run_wrk(script, url, args.duration, connections, paced_env)
         result.runs.append(outcome)
         print(
-            f"paced {number + 1}/{args.runs} remember: {outcome.requests_per_second:,.0f} req/s "
-            f"({outcome.requests_per_second / saturation:.2f} of saturation), p50 {outcome.p50_ms:.2f} ms, "
-            f"p99 {outcome.p99_ms:.2f} ms",
+            f"paced {number + 1}/{args.runs} {script} ({connections} connections): "
+            f"{outcome.requests_per_second:,.0f} req/s ({outcome.requests_per_second / saturation:.2f} of "
+            f"saturation), p50 {outcome.p50_ms:.2f} ms, p99 {outcome.p99_ms:.2f} ms",
             flush=True,
         )
-    return Paced(saturation, delay_ms, result)
+    return Paced(script, connections, saturation, delay_ms, result)
+
+
+def measure_many_connections(
+    route: Route, url: str, env: dict[str, str], args: argparse.Namespace
+) -> tuple[RouteResults, Paced]:
+    """`route` with 256 connections on one worker: saturated (socket errors, timeouts), then paced."""
+    saturated = RouteResults(route)
+    for number in range(args.runs):
+        outcome = run_wrk(route.script, url, args.duration, MANY_CONNECTIONS, env)
+        saturated.runs.append(outcome)
+        connect, read, write, timeout = outcome.socket_detail
+        print(
+            f"{MANY_CONNECTIONS} connections {number + 1}/{args.runs} {route.script}: "
+            f"{outcome.requests_per_second:,.0f} req/s, p50 {outcome.p50_ms:.2f} ms, p99 {outcome.p99_ms:.2f} ms, "
+            f"socket errors connect {connect} read {read} write {write} timeout {timeout}, non-2xx {outcome.non_2xx}",
+            flush=True,
+        )
+    return saturated, measure_paced(saturated, MANY_CONNECTIONS, url, env, args)
 
 
 # --- main -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """Everything a run measured, for the report."""
+
+    results: Results
+    configs: list[Config]
+    many: RouteResults | None = None  # session/current with 256 connections, saturated
+    paced: list[Paced] = field(default_factory=list)
+    sessions: dict[str, redis_memory.LiveSessionsResult] = field(default_factory=dict)  # by config name
+    redis_results: dict[str, tuple[float, float | None]] | None = None
+    pg_result: tuple[float, float] | None = None
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per route and run (default 10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
@@ -699,6 +620,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pgbench-duration", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="smoke mode: 2 s, one run, three routes, no baselines")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--configs",
+        default="production,off",
+        help="server configurations, the headline first (default production,off): " + ",".join(CONFIGS),
+    )
     parser.add_argument(
         "--routes",
         help="comma-separated scripts to measure (default all): " + ",".join(r.script for r in ROUTES),
@@ -713,108 +639,193 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--skip-sessions", action="store_true", help="no live-sessions measurement (bench.redis_memory)"
     )
+    parser.add_argument(
+        "--skip-latency", action="store_true", help="no 256-connection and paced (half of saturation) runs"
+    )
     args = parser.parse_args(argv)
     args.command_line = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     args.command_line = args.command_line.strip()
     if args.quick:
         args.duration, args.runs = 2, 1
-    measure_sessions = not (args.quick or args.skip_sessions)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[Config], list[Route]]:
+    names = [name for name in args.configs.split(",") if name]
+    if not names or (unknown := set(names) - set(CONFIGS)):
+        sys.exit(f"bench.run: --configs takes {', '.join(CONFIGS)}")
+    chosen = set(args.routes.split(",")) if args.routes else {r.script for r in ROUTES}
+    if unknown := chosen - {r.script for r in ROUTES}:
+        sys.exit(f"bench.run: unknown routes: {', '.join(sorted(unknown))}")
+    routes = [r for r in ROUTES if r.script in chosen and (not args.quick or r.script in QUICK_ROUTES)]
     missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
     if not args.quick:
         missing += [tool for tool in ("redis-benchmark", "pgbench") if shutil.which(tool) is None]
-    if measure_sessions and shutil.which("redis-server") is None:
+    if not (args.quick or args.skip_sessions) and shutil.which("redis-server") is None:
         missing.append("redis-server")
     if missing:
         sys.exit(f"bench.run: missing tools: {', '.join(missing)}")
-    if measure_sessions and args.sessions < 1:
+    if not (args.quick or args.skip_sessions) and args.sessions < 1:
         sys.exit("bench.run: --sessions must be at least 1 (or --skip-sessions)")
+    return [CONFIGS[name] for name in names], routes
 
+
+def measure_routes(
+    args: argparse.Namespace,
+    configs: list[Config],
+    routes: list[Route],
+    key: str,
+    run_id: str,
+    log_dir: Path,
+    measured: Measured,
+) -> None:
+    """Every route in every configuration, `args.runs` times; then the latency runs."""
+    with contextlib.ExitStack() as stack:
+        urls: dict[tuple[str, str], str] = {}
+        envs: dict[tuple[str, str], dict[str, str]] = {}
+        memanto_routes = [r for r in routes if r.target == "memanto"]
+        scripts = {r.script for r in memanto_routes}
+        for config in configs:
+            db_url = database_url(f"memanto_bench_load_{run_id}_{config.name}")
+            prefix = f"memanto-bench-{run_id}-{config.name}:"
+            base = stack.enter_context(memanto(db_url, prefix, config=config, log_dir=log_dir))
+            recall = bool(scripts & {"recall", "recall_text"})
+            for script, env in prepare_memanto(base, key, run_id, recall=recall, extend="extend" in scripts).items():
+                urls[config.name, script], envs[config.name, script] = base, env
+        if any(r.target == "baseline" for r in routes):
+            baseline_base = stack.enter_context(baseline(f"memanto-bench-baseline-{run_id}"))
+            urls[configs[0].name, "baseline_session"] = baseline_base
+            envs[configs[0].name, "baseline_session"] = {"BENCH_COOKIE": baseline_cookie(baseline_base)}
+        plan = [(config, route) for route in routes for config in configs if (config.name, route.script) in urls]
+        for config, route in plan:
+            measured.results.setdefault(config.name, {})[route.script] = RouteResults(route)
+        if not args.quick:  # warm every server up (imports, pools, caches) before measuring
+            for config, route in plan:
+                env = {**envs[config.name, route.script], "BENCH_RUN": f"warm-{run_id}-{config.name}"}
+                run_wrk(route.script, urls[config.name, route.script], 2, args.connections, env)
+        for number in range(args.runs):
+            for route in routes:
+                # Both configurations back to back, in turn first: drift falls on both alike.
+                pair = configs if number % 2 == 0 else configs[::-1]
+                for config in pair:
+                    if (config.name, route.script) not in urls:
+                        continue
+                    env = dict(envs[config.name, route.script])
+                    if route.script == "activate":
+                        env["BENCH_RUN"] = f"act-{run_id}-{config.name}-{number}"
+                    url = urls[config.name, route.script]
+                    outcome = run_wrk(route.script, url, args.duration, args.connections, env)
+                    measured.results[config.name][route.script].runs.append(outcome)
+                    lines = ""
+                    if outcome.access_lines is not None:
+                        lines = f", access lines/request {outcome.lines_per_request:.3f}"
+                    print(
+                        f"run {number + 1}/{args.runs} {config.name} {route.script}: "
+                        f"{outcome.requests_per_second:,.0f} req/s, p50 {outcome.p50_ms:.2f} ms, "
+                        f"p99 {outcome.p99_ms:.2f} ms, server CPU {outcome.server_cpu_us:,.0f} µs/request, "
+                        f"errors {outcome.non_2xx + outcome.socket_errors}{lines}",
+                        flush=True,
+                    )
+        if args.quick or args.skip_latency:
+            return
+        headline = configs[0].name
+        if "session_current" in measured.results.get(headline, {}):
+            route = measured.results[headline]["session_current"].route
+            measured.many, paced = measure_many_connections(
+                route, urls[headline, "session_current"], envs[headline, "session_current"], args
+            )
+            measured.paced.append(paced)
+        if "remember" in measured.results.get(headline, {}):
+            measured.paced.append(
+                measure_paced(
+                    measured.results[headline]["remember"],
+                    PACED_CONNECTIONS["remember"],
+                    urls[headline, "remember"],
+                    envs[headline, "remember"],
+                    args,
+                )
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bench import report
+
+    args = parse_args(argv)
+    configs, routes = check_args(args)
     # SIGTERM (and SIGINT, which a background job ignores) end the run through the `finally`
-    # clauses below: servers stopped, database dropped, Redis keys removed.
+    # clauses below: servers stopped, databases dropped, Redis keys removed.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     started = datetime.now(UTC)
     load_before = os.getloadavg()
     run_id = secrets.token_hex(4)
-    db_name = f"memanto_bench_load_{run_id}"
-    redis_prefix = f"memanto-bench-{run_id}:"
-    baseline_namespace = f"memanto-bench-baseline-{run_id}"
-    chosen = set(args.routes.split(",")) if args.routes else {r.script for r in ROUTES}
-    if unknown := chosen - {r.script for r in ROUTES}:
-        sys.exit(f"bench.run: unknown routes: {', '.join(sorted(unknown))}")
-    routes = [r for r in ROUTES if r.script in chosen and (not args.quick or r.script in QUICK_ROUTES)]
-    results = {route.script: RouteResults(route) for route in routes}
-    paced: Paced | None = None
+    db_names = [f"memanto_bench_load_{run_id}_{config.name}" for config in configs]
 
     async def setup() -> str:
-        url = await fresh_database(db_name)
-        conn = await asyncpg.connect(url)
-        try:
-            _, key = await create_key(conn)
-        finally:
-            await conn.close()
+        key = ""
+        for name in db_names:  # the same key in every database: one owner id, one key
+            conn = await asyncpg.connect(await fresh_database(name))
+            try:
+                if not key:
+                    owner_id, key = await create_key(conn)
+                else:
+                    await copy_key(conn, owner_id, key)
+            finally:
+                await conn.close()
         return key
 
     key = asyncio.run(setup())
+    measured = Measured(results={}, configs=configs)
+    log_dir = Path(tempfile.mkdtemp(prefix="memanto-bench-logs-"))
     try:
-        with contextlib.ExitStack() as stack:
-            base = stack.enter_context(memanto(database_url(db_name), redis_prefix))
-            envs = prepare_memanto(base, key, run_id, recall="recall" in results, extend="extend" in results)
-            urls = dict.fromkeys(envs, base)
-            if "baseline_session" in results:
-                baseline_base = stack.enter_context(baseline(baseline_namespace))
-                envs["baseline_session"] = {"BENCH_COOKIE": baseline_cookie(baseline_base)}
-                urls["baseline_session"] = baseline_base
-            if not args.quick:  # warm both servers up (imports, pools, caches) before measuring
-                for script in results:
-                    run_wrk(script, urls[script], 2, args.connections, {**envs[script], "BENCH_RUN": f"warm-{run_id}"})
-            for number in range(args.runs):
-                for script, result in results.items():
-                    env = dict(envs[script])
-                    if script == "activate":
-                        env["BENCH_RUN"] = f"act-{run_id}-{number}"
-                    outcome = run_wrk(script, urls[script], args.duration, args.connections, env)
-                    result.runs.append(outcome)
-                    print(
-                        f"run {number + 1}/{args.runs} {script}: {outcome.requests_per_second:,.0f} req/s, "
-                        f"p50 {outcome.p50_ms:.2f} ms, p99 {outcome.p99_ms:.2f} ms, "
-                        f"server CPU {outcome.server_cpu_us:,.0f} µs/request, "
-                        f"errors {outcome.non_2xx + outcome.socket_errors}",
-                        flush=True,
-                    )
-            if "remember" in results and not args.quick:
-                paced = measure_paced(results["remember"], base, envs["remember"], args)
+        measure_routes(args, configs, routes, key, run_id, log_dir, measured)
     finally:
-        asyncio.run(drop_database(db_name))
-        clear_redis(f"{redis_prefix}*")
-        clear_redis(f"{baseline_namespace}*")
+        for name in db_names:
+            asyncio.run(drop_database(name))
+        clear_redis(f"memanto-bench-{run_id}-*")
+        clear_redis(f"memanto-bench-baseline-{run_id}*")
+        shutil.rmtree(log_dir, ignore_errors=True)
 
-    sessions = None
-    if measure_sessions:  # after the wrk runs, on a server and a redis-server of its own (both stopped after)
-        print(
-            f"live sessions in Redis (bench.redis_memory): {args.sessions:,} sessions, {args.duration} s per run, "
-            f"{args.runs} round(s)",
-            flush=True,
-        )
-        sessions = asyncio.run(
-            redis_memory.measure(
-                args.sessions,
-                seconds=args.duration,
-                rounds=args.runs,
-                use_wrk=True,
-                echo=lambda line: print(line, flush=True),
+    if not (args.quick or args.skip_sessions):  # after the wrk runs, on servers and a redis-server of their own
+        for config in configs:
+            print(
+                f"live sessions in Redis (bench.redis_memory), {config.label}: {args.sessions:,} sessions, "
+                f"{args.duration} s per run, {args.runs} round(s)",
+                flush=True,
             )
-        )
+            measured.sessions[config.name] = asyncio.run(
+                redis_memory.measure(
+                    args.sessions,
+                    seconds=args.duration,
+                    rounds=args.runs,
+                    use_wrk=True,
+                    config=config,
+                    echo=lambda line: print(line, flush=True),
+                )
+            )
 
-    backends = not (args.quick or args.skip_backends)
-    redis_results = run_redis_benchmark() if backends else None
-    pg_result = run_pgbench(args.pgbench_duration) if backends else None
-    machine_info = machine()
+    if not (args.quick or args.skip_backends):
+        measured.redis_results = run_redis_benchmark()
+        measured.pg_result = run_pgbench(args.pgbench_duration)
+    machine_info = report.machine()
     machine_info["load average (1 min) before / after the run"] = f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}"
-    report = render(args, results, paced, redis_results, pg_result, machine_info, versions(), started, sessions)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    section = report.render(args, measured, machine_info, report.versions(), started)
+    report.write_report(args.output, section)
     print(f"wrote {args.output}")
+
+
+async def copy_key(conn: asyncpg.Connection, owner_id: str, key: str) -> None:
+    """The owner and API key of the first database, in another (the servers share one key)."""
+    from memanto_server.auth.keys import display_prefix, hash_api_key, new_key_id
+
+    await conn.execute("INSERT INTO owners (owner_id, name) VALUES ($1, 'bench')", owner_id)
+    await conn.execute(
+        "INSERT INTO api_keys (key_id, owner_id, name, key_hash, prefix) VALUES ($1, $2, 'bench', $3, $4)",
+        new_key_id(),
+        owner_id,
+        hash_api_key(key),
+        display_prefix(key),
+    )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from memanto_server.memories.controller import MemoryController
 from memanto_server.memories.lifecycle_controller import LifecycleController
 from memanto_server.openapi import openapi_config
 from memanto_server.ops.health import HealthController
-from memanto_server.ops.logging import configure_logging
+from memanto_server.ops.logging import configure_logging, log_writer
 from memanto_server.ops.metrics import metrics_endpoint
 from memanto_server.ops.ratelimit import add_rate_limit_headers, enforce_rate_limit, rate_limiter
-from memanto_server.ops.request_context import AccessLogMiddleware, add_request_id
+from memanto_server.ops.request_context import AccessLogMiddleware
 from memanto_server.problems import EXCEPTION_HANDLERS
 from memanto_server.sessions.controller import SessionController
 from memanto_server.settings import Settings
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Litestar copies the route handler for every guard call: no guard when there is no limit.
         guards=[enforce_rate_limit] if settings.rate_limit else [],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             api,
             HealthController,
@@ -46,9 +46,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             mcp_route(settings),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[backends, rate_limiter, mcp_session_manager],
-        middleware=[AccessLogMiddleware()],
-        before_send=[add_request_id, add_rate_limit_headers, list_every_method],
+        # The log writer first: it stops last, after everything the others log on their way out.
+        lifespan=[log_writer, backends, rate_limiter, mcp_session_manager],
+        # The rate-limit hook only with a limit: it has nothing to add without one, and a hook
+        # costs every response.
+        before_send=[list_every_method, *([add_rate_limit_headers] if settings.rate_limit else [])],
         request_class=StrictJsonRequest,
         request_max_body_size=settings.max_body_bytes,
         state=State({"settings": settings}),
@@ -56,3 +58,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    # Around the router rather than in `middleware=` (which Litestar runs per route): the
+    # access line, the request metrics and the request id cover unrouted 404s and 405s too.
+    app.asgi_handler = AccessLogMiddleware(app.asgi_handler)
+    return app

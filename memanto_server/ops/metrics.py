@@ -1,8 +1,11 @@
 """Prometheus metrics: their definitions, and `GET /metrics` to scrape them.
 
 Services count events with one call where they happen (`SESSIONS_ACTIVATED.inc()`);
-requests are counted by the access-log middleware, labelled by route template (never
-the raw path, so an agent id cannot blow up the number of series).
+requests are counted for the access-log middleware, off the event loop, by the log
+writer's thread (`ops/request_context.py`), labelled by route template (never the raw
+path, so an agent id cannot blow up the number of series). A scrape runs `BEFORE_SCRAPE`
+first, so that it counts every request answered before it in this process; with several
+workers, another worker's last requests may show up to one writer interval (50 ms) late.
 
 With several uvicorn workers each process writes its samples to files in
 `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode, chosen when the
@@ -12,10 +15,13 @@ them. `memanto-server serve --workers N` sets up that directory by itself.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +37,12 @@ HTTP_REQUESTS = Counter(
     "HTTP requests answered, by method, route template and status",
     ["method", "route", "status"],
 )
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HTTP_REQUEST_DURATION = Histogram(
     "memanto_http_request_duration_seconds",
     "Time to answer an HTTP request, by method, route template and status",
     ["method", "route", "status"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    buckets=DURATION_BUCKETS,
 )
 SESSIONS_ACTIVATED = Counter("memanto_sessions_activated", "Sessions activated")
 SESSIONS_ENDED = Counter(
@@ -65,10 +72,37 @@ EMBEDDING_ERRORS = Counter(
 )
 
 
-def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    requests, duration = _request_series(method, route, status)
-    requests.inc()
-    duration.observe(seconds)
+# Called before every scrape (the log writer's flush: observations it has not made yet).
+BEFORE_SCRAPE: list[Callable[[], None]] = []
+
+
+# Upper bounds of the duration buckets, `+Inf` last, as the histogram keeps them.
+_BOUNDS = (*DURATION_BUCKETS, math.inf)
+
+
+def observe_requests(requests: Iterable[tuple[str, str, int, float]]) -> None:
+    """Count finished requests, (method, route, status, seconds) each, added up per series first.
+
+    Per request, `Counter.inc` and `Histogram.observe` take three locks and walk the buckets
+    in Python; a batch costs each series one `inc` per value it changes. The histogram has
+    no batch API: its count per bucket and its sum are added to directly (`_buckets`, `_sum`:
+    the values `observe` adds to, in this process's memory or in its multiprocess file alike).
+    """
+    tally: dict[tuple[str, str, int], list[Any]] = {}
+    for method, route, status, seconds in requests:
+        series = tally.get((method, route, status))
+        if series is None:
+            series = tally[method, route, status] = [0, 0.0, [0] * len(_BOUNDS)]
+        series[0] += 1
+        series[1] += seconds
+        series[2][bisect.bisect_left(_BOUNDS, seconds)] += 1  # the first bucket whose bound is ≥ seconds
+    for labels, (count, total, buckets) in tally.items():
+        counter, duration = _request_series(*labels)
+        counter.inc(count)
+        duration._sum.inc(total)
+        for index, added in enumerate(buckets):
+            if added:
+                duration._buckets[index].inc(added)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -81,6 +115,8 @@ def _request_series(method: str, route: str, status: int) -> tuple[Counter, Hist
 
 def exposition(accept: str = "") -> tuple[bytes, str]:
     """Every metric, in the format the scraper asks for; summed over all workers in multiprocess mode."""
+    for catch_up in BEFORE_SCRAPE:
+        catch_up()
     encode, content_type = choose_encoder(accept)
     path = os.environ.get(MULTIPROC_ENV)
     if not path:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import socket
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,13 @@ def read_all(sock: socket.socket) -> bytes:
     return received
 
 
+# What a read of one response took past its end (the start of the next one, pipelined).
+_read_ahead: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+
+
 def read_response(sock: socket.socket) -> bytes:
-    """One response (head and a body of its content-length)."""
-    received = b""
+    """One response (head and a body of its content-length); what came after it is kept for the next."""
+    received = _read_ahead.pop(sock, b"")
     while b"\r\n\r\n" not in received:
         chunk = sock.recv(65536)
         assert chunk, received
@@ -100,6 +105,7 @@ def read_response(sock: socket.socket) -> bytes:
     )
     while len(body) < length:
         body += sock.recv(65536)
+    body, _read_ahead[sock] = body[:length], body[length:]
     return head + b"\r\n\r\n" + body
 
 

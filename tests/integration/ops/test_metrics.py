@@ -159,18 +159,25 @@ def scrapes_per_worker(metrics_dir: Path) -> list[float]:
 
 
 async def activate_and_scrape(base_url: str, owner: OwnerKey, activations: int, metrics_dir: Path | None) -> int:
-    """Activate sessions, then scrape in rounds (until both workers answered some); return the scrapes."""
+    """Activate sessions, then scrape in rounds (until both workers answered some); return the scrapes.
+
+    Each worker counts its requests from its log writer's thread, within one writer interval
+    (50 ms) of answering them; a scrape has its own worker catch up first, but may see another
+    worker's last requests that much later. So: once a scrape has seen every activation, every
+    scrape, whichever worker answers it, sees all of them."""
     async with fresh_connection_client(base_url) as client:
         await asyncio.gather(*(activate(client, owner.key, unique_agent("workers")) for _ in range(activations)))
+        request = {"method": "POST", "route": ACTIVATE_ROUTE, "status": "201"}
+        for _ in range(100):
+            if value(await scrape(client), "memanto_http_requests_total", **request) == activations:
+                break
+            await asyncio.sleep(0.02)
         scraped = 0
         for _ in range(30):
             rounds = await asyncio.gather(*(scrape(client) for _ in range(8)))
             for samples in rounds:
                 assert value(samples, "memanto_sessions_activated_total") == activations
-                activate_requests = value(
-                    samples, "memanto_http_requests_total", method="POST", route=ACTIVATE_ROUTE, status="201"
-                )
-                assert activate_requests == activations
+                assert value(samples, "memanto_http_requests_total", **request) == activations
             scraped += len(rounds)
             if metrics_dir is None or len([n for n in scrapes_per_worker(metrics_dir) if n > 0]) >= 2:
                 break
