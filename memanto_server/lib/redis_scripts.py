@@ -2,12 +2,12 @@
 
 Every session request runs one script (touch, extend, …). Run one by one through
 redis-py, each call pays for a pool checkout, a write, a wake-up on the reply and the
-client's bookkeeping: about 95 µs of server CPU per request, two fifths of all the
-time `GET /session/current` took (bench/profile.py). Calls made in the same turn of the
+client's bookkeeping, a large share of what a light request like `GET /session/current`
+costs (bench/profile.py shows it). Calls made in the same turn of the
 event loop are independent, so they are sent together as one non-transactional pipeline
 (memanto_server/lib/coalesce.py; what ioredis calls auto-pipelining); each caller gets its own reply or
-its own error, and a call with no company is sent on its own, as before. With 32
-clients, `GET /session/current` went from 4,100 to 6,200 requests/s.
+its own error, and a call with no company is sent on its own, as before (the gain is in
+docs/benchmarks.md).
 
 What does not change: each script is atomic on its own (a pipeline is not a transaction,
 and none is needed: each call's rule is inside its script); Redis runs the calls in the

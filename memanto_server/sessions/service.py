@@ -15,19 +15,19 @@ from memanto_server.auth.cache import Owner
 from memanto_server.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
-from memanto_server.lib.timeutil import from_ms, human_duration, iso_z, now_ms, to_ms
+from memanto_server.lib.timeutil import from_ms, human_duration, iso_z, now_ms
 from memanto_server.limits import MAX_METADATA_BYTES, MIN_HOURS
 from memanto_server.ops.metrics import SESSIONS_ACTIVATED, SESSIONS_ENDED
-from memanto_server.sessions.repository import HistoryRow, SessionRepository
+from memanto_server.sessions.history import history_record
+from memanto_server.sessions.repository import SessionRepository
 from memanto_server.sessions.schemas import (
     ActivatedSession,
     CurrentSession,
     EndedSession,
     ExtendedSession,
     SessionHistory,
-    SessionRecord,
 )
-from memanto_server.sessions.store import EndRecord, LiveState, Miss, OverLifetime, SessionStore, Snapshot
+from memanto_server.sessions.store import EndRecord, LiveState, Miss, OverLifetime, SessionStore
 from memanto_server.sessions.tokens import SessionClaims, TokenCodec
 from memanto_server.settings import Settings
 
@@ -235,49 +235,12 @@ class SessionService:
         # Redis has the counters of both.
         snapshot = await self._store.peek(owner.owner_id, agent_id) if any(r.end_reason is None for r in page) else None
         now = now_ms()
-        records = [self._history_record(row, snapshot, now) for row in page]
+        records = [history_record(row, snapshot, now) for row in page]
         next_cursor = None
         if len(rows) > limit:
             last = page[-1]
             next_cursor = encode_cursor(HistoryCursor(created_at=last.created_at, session_id=last.session_id))
         return SessionHistory(agent_id=agent_id, sessions=records, count=len(records), next_cursor=next_cursor)
-
-    @staticmethod
-    def _history_record(row: HistoryRow, snapshot: Snapshot | None, now: int) -> SessionRecord:
-        created = to_ms(row.created_at)
-        expires, ended, reason = to_ms(row.expires_at), row.ended_at and to_ms(row.ended_at), row.end_reason
-        stored, retrieved, extensions = row.stored, row.retrieved, row.extensions
-        if reason is None:
-            # Not recorded yet: live, or ended in Redis and about to be recorded (Redis knows how).
-            known = snapshot.end_of(row.session_id) if snapshot else None
-            state = known.state if known else snapshot.state if snapshot else None
-            if state is not None and state.session_id == row.session_id:
-                expires, stored, retrieved, extensions = (
-                    state.expires_ms,
-                    state.stored,
-                    state.retrieved,
-                    state.extensions,
-                )
-            live = snapshot is not None and snapshot.live_session_id == row.session_id
-            if live:
-                reason, ended = "active", None
-            elif known is not None:
-                reason, ended = known.reason, known.ended_ms
-            else:
-                reason, ended = "expired", expires
-        end = ended if ended is not None else now
-        return SessionRecord(
-            session_id=row.session_id,
-            status="active" if reason == "active" else "ended",
-            end_reason=reason,
-            started_at=iso_z(created),
-            expires_at=iso_z(expires),
-            ended_at=iso_z(ended) if ended is not None else None,
-            duration_seconds=max(0, (end - created) // 1000),
-            memories_stored=stored,
-            memories_retrieved=retrieved,
-            extensions=extensions,
-        )
 
     async def _record_end(self, owner_id: str, ended: EndRecord) -> bool:
         """Record how a session ended; False when it was recorded before (by anyone)."""
