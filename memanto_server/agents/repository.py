@@ -40,6 +40,7 @@ ORDER BY agent_id
 LIMIT $3
 """
 
+# One agent of an owner with its memory and session counts ($1 owner, $2 agent).
 GET_AGENT = """
 SELECT a.agent_id, a.description, a.created_at, a.last_session_at,
        (SELECT count(*) FROM memories m WHERE m.owner_id = a.owner_id AND m.agent_id = a.agent_id) AS memory_count,
@@ -48,6 +49,7 @@ FROM agents a
 WHERE a.owner_id = $1 AND a.agent_id = $2
 """
 
+# Whether the owner ($1) has an agent of that name ($2).
 AGENT_EXISTS = """
 SELECT EXISTS (SELECT 1 FROM agents WHERE owner_id = $1 AND agent_id = $2)
 """

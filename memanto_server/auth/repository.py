@@ -19,10 +19,12 @@ class KeyRecord(msgspec.Struct, frozen=True):
     revoked_at: str | None
 
 
+# A new owner named $1; its id is generated.
 CREATE_OWNER = """
 INSERT INTO owners (name) VALUES ($1) RETURNING owner_id
 """
 
+# A key of an owner: $1 key id, $2 owner, $3 name, $4 sha256 of the key, $5 its display prefix.
 CREATE_KEY = """
 INSERT INTO api_keys (key_id, owner_id, name, key_hash, prefix) VALUES ($1, $2, $3, $4, $5)
 """
@@ -32,6 +34,7 @@ FIND_ACTIVE_KEY_BY_HASH = """
 SELECT key_id, owner_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL
 """
 
+# Every key with its owner, oldest first, for the admin CLI (never the key or its hash).
 LIST_KEYS = """
 SELECT k.key_id, k.owner_id::text AS owner_id, o.name AS owner_name, k.name, k.prefix,
        to_char(k.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at,
@@ -40,14 +43,17 @@ FROM api_keys k JOIN owners o USING (owner_id)
 ORDER BY k.created_at, k.key_id
 """
 
+# Revoke key $1 once; a second revocation returns nothing.
 REVOKE_KEY = """
 UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id
 """
 
+# Whether a key of id $1 exists, revoked or not.
 KEY_EXISTS = """
 SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_id = $1)
 """
 
+# Whether an owner of id $1 exists.
 OWNER_EXISTS = """
 SELECT EXISTS (SELECT 1 FROM owners WHERE owner_id = $1)
 """

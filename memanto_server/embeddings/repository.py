@@ -53,6 +53,7 @@ SELECT count(*) FROM (SELECT 1 FROM memories WHERE embedding IS NULL LIMIT $1) A
 # Every memory, and those with an embedding: the progress of a re-embedding.
 COUNT_EMBEDDED = "SELECT count(*) AS total, count(embedding) AS embedded FROM memories"
 
+# The recorded embedding model (none until the first start with an embedder).
 GET_MODEL = "SELECT model_id, dimension, complete FROM embedding_model"
 
 # Record the model of the embeddings (the one row of embedding_model).
@@ -69,6 +70,7 @@ INSERT INTO embedding_model (model_id, dimension, complete) VALUES ($1, $2, true
 ON CONFLICT (singleton) DO NOTHING
 """
 
+# Every memory has an embedding of model $1 of dimension $2 (re-embedding done).
 MARK_COMPLETE = "UPDATE embedding_model SET complete = true WHERE model_id = $1 AND dimension = $2"
 
 # The dimension of memories.embedding as declared (atttypmod of a vector column is its dimension).
@@ -89,9 +91,11 @@ WHERE i.indrelid = 'memories'::regclass AND NOT i.indisvalid
 """
 DROP_HNSW_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS memories_embedding_hnsw"
 DROP_UNEMBEDDED_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS memories_unembedded"
+# The indexes of migration 0007 again, after `reembed` reset the column.
 CREATE_HNSW_INDEX = """
 CREATE INDEX CONCURRENTLY IF NOT EXISTS memories_embedding_hnsw ON memories USING hnsw (embedding vector_cosine_ops)
 """
+# The worker's queue index of migration 0007 again.
 CREATE_UNEMBEDDED_INDEX = """
 CREATE INDEX CONCURRENTLY IF NOT EXISTS memories_unembedded ON memories (created_at, memory_id)
 WHERE embedding IS NULL

@@ -35,6 +35,7 @@ logger = logging.getLogger("memanto.migrations")
 CREATE_DATABASE_LOCK = 0x6D656D616E746F01
 MIGRATE_LOCK = 0x6D656D616E746F02
 
+# The record of applied migrations: each version once, with the checksum of its text.
 CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    text PRIMARY KEY,
@@ -42,17 +43,23 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+# Every applied version and its checksum.
 APPLIED_MIGRATIONS = "SELECT version, checksum FROM schema_migrations"
+# Record version $1 as applied with checksum $2.
 RECORD_MIGRATION = "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)"
+# Whether database $1 exists on the server.
 DATABASE_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)"
+# Wait for advisory lock $1 (database creation).
 TAKE_LOCK = "SELECT pg_advisory_lock($1)"
 # The migration lock is waited for by polling: a session blocked in pg_advisory_lock holds a
 # snapshot, and CREATE INDEX CONCURRENTLY in the holder's session waits for every older
 # snapshot to go, so a blocked second migrator and the holder would wait for each other.
 TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
+# Release advisory lock $1.
 RELEASE_LOCK = "SELECT pg_advisory_unlock($1)"
 # Which of the named extensions this server can install, and their default versions.
 AVAILABLE_EXTENSIONS = "SELECT name, default_version FROM pg_available_extensions WHERE name = ANY($1::text[])"
+# The server's version, for the requirements check.
 SERVER_VERSION = "SELECT current_setting('server_version')"
 
 NO_TRANSACTION = "-- memanto:no-transaction"

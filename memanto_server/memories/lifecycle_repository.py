@@ -19,6 +19,7 @@ from memanto_server.memories.schemas import MemoryFilters
 
 # Expire by hand: kept, left out of recall and answer. Expiring an expired memory keeps its
 # first expiry (a retry changes nothing); updated_at marks the change for changed-since.
+# $1 owner, $2 agent, $3 memory, $4 reason.
 EXPIRE_MEMORY = """
 UPDATE memories
 SET expired_at = coalesce(expired_at, now()),
@@ -30,7 +31,7 @@ RETURNING memory_id, agent_id, session_id, type, title, content, tags, confidenc
 """
 
 # Restore: valid again with no end (a passed valid_until is cleared too). A memory that was
-# not expired is left as it was.
+# not expired is left as it was. $1 owner, $2 agent, $3 memory.
 RESTORE_MEMORY = """
 UPDATE memories
 SET expired_at = NULL, expired_reason = NULL,

@@ -36,7 +36,8 @@ class DueSession(msgspec.Struct, frozen=True):
 
 
 # Creates the agent on first activation (the primary key makes concurrent first
-# activations of one name meet on one row) and records the new session.
+# activations of one name meet on one row) and records the new session: $1 owner, $2 agent,
+# $3 session id, $4 created, $5 expires, $6 metadata.
 START_SESSION = """
 WITH agent AS (
     INSERT INTO agents (owner_id, agent_id, last_session_at) VALUES ($1, $2, $4)
@@ -48,7 +49,8 @@ SELECT $3, owner_id, agent_id, $4, $5, $6 FROM agent
 """
 
 # `end_reason IS NULL` makes ending exactly-once: the first ender's reason and counters
-# stand, whoever it is (deactivate, a superseding activation, an expiry sweeper).
+# stand, whoever it is (deactivate, a superseding activation, an expiry sweeper). $1 session,
+# $2 owner, $3 ended at, $4 reason, $5 final expiry, $6-$8 stored, retrieved, extensions.
 END_SESSION = """
 UPDATE sessions
 SET ended_at = $3, end_reason = $4, expires_at = $5,
@@ -56,10 +58,12 @@ SET ended_at = $3, end_reason = $4, expires_at = $5,
 WHERE session_id = $1 AND owner_id = $2 AND end_reason IS NULL
 """
 
+# Remove the row of an activation that did not take effect ($1 session, $2 owner).
 FORGET_SESSION = """
 DELETE FROM sessions WHERE session_id = $1 AND owner_id = $2
 """
 
+# How a session ended ($1 session, $2 owner): NULL while live or not yet recorded.
 END_REASON = """
 SELECT end_reason FROM sessions WHERE session_id = $1 AND owner_id = $2
 """
@@ -81,6 +85,8 @@ SYNC_EXPIRY = """
 UPDATE sessions SET expires_at = $3 WHERE session_id = $1 AND owner_id = $2 AND end_reason IS NULL
 """
 
+# An agent's sessions, newest first, keyset-paged: $1 owner, $2 agent, $3/$4 the
+# (created_at, session_id) of the last row shown (NULL for the first page), $5 page size.
 LIST_HISTORY = """
 SELECT session_id, created_at, expires_at, ended_at, end_reason,
        memories_stored, memories_retrieved, extensions
