@@ -756,7 +756,7 @@ def recall(
     if not result.memories:
         click.echo(f"No memories of '{agent_id}' match '{query}'.")
         return
-    table = new_table(f"Recall '{query}': {result.count} found (match: {result.match})")
+    table = new_table(f"Recall '{query}': {result.count} found (mode: {result.mode})")
     table.add_column("#", justify="right")
     table.add_column("Score", justify="right")
     table.add_column("Type", no_wrap=True)

@@ -36,6 +36,9 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
 Score = Annotated[float, msgspec.Meta(ge=0)]
 Cursor = Annotated[str, msgspec.Meta(max_length=1024)]
 
+RecallMode = Literal["hybrid", "text", "semantic"]
+RECALL_MODES: tuple[str, ...] = RecallMode.__args__  # type: ignore[attr-defined]
+
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 MAX_METADATA_BYTES = 4096
@@ -91,6 +94,8 @@ class RecallRequest(msgspec.Struct, kw_only=True):
     created_before: datetime | None = None
     min_score: Score | None = None
     cursor: Cursor | None = None
+    # hybrid: every signal; text: words only (full text, typo corrections); semantic: meaning only.
+    mode: RecallMode = "hybrid"
 
     def filters(self) -> MemoryFilters:
         types = [self.type] if isinstance(self.type, str) else self.type
@@ -109,9 +114,10 @@ class RecalledMemory(msgspec.Struct, kw_only=True):
     title: str | None
     tags: list[str]
     confidence: float
-    score: float
+    score: float  # 0-1: at or above 0.45 a real match, below 0.2 an incidental one (docs/api.md)
     created_at: str
     session_id: str
+    signals: list[str] = msgspec.field(default_factory=list)  # what matched: text, typo, semantic
 
 
 class RecallResult(msgspec.Struct, kw_only=True):
@@ -121,7 +127,7 @@ class RecallResult(msgspec.Struct, kw_only=True):
     memories: list[RecalledMemory]
     count: int
     next_cursor: str | None
-    match: str  # "all" words, "any" word, or "fuzzy" (trigram similarity)
+    mode: str  # the signals ranked: hybrid, text or semantic (hybrid is text without an embedder)
 
 
 class AnswerRequest(msgspec.Struct, kw_only=True):
@@ -136,6 +142,7 @@ class AnswerResult(msgspec.Struct, kw_only=True):
     answer: str
     sources: list[RecalledMemory]
     mode: str = "extractive"
+    confidence: float = 0.0  # the recall score of the memory that answers; 0 when nothing does
 
 
 class MemoryRecord(msgspec.Struct, kw_only=True):

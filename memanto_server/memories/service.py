@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import msgspec
@@ -21,6 +21,7 @@ from memanto_server.errors import InvalidInput, NotFound, Unauthorized
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import iso_z
+from memanto_server.memories.answer import Source, extract_answer, sentences_of
 from memanto_server.memories.repository import MemoryRepository, MemoryRow, Position
 from memanto_server.memories.schemas import (
     MAX_METADATA_BYTES,
@@ -37,16 +38,9 @@ from memanto_server.memories.schemas import (
     RememberRequest,
     StoredMemory,
 )
-from memanto_server.memories.search import (
-    MODES,
-    Resume,
-    any_word_query,
-    decode_recall_cursor,
-    encode_recall_cursor,
-    extract_answer,
-    fuzzy_words,
-    query_fingerprint,
-)
+from memanto_server.memories.search.cursor import decode_recall_cursor, encode_recall_cursor, query_fingerprint
+from memanto_server.memories.search.grammar import Query, parse, with_corrections, words
+from memanto_server.memories.search.ranking import TYPO_WEIGHT, Candidate, Ranked, TextScorer, TextShare, rank
 from memanto_server.ops.metrics import MEMORIES_STORED, RECALL_RESULTS
 from memanto_server.sessions.service import SessionService
 from memanto_server.sessions.store import LiveState
@@ -61,6 +55,10 @@ class ListCursor(msgspec.Struct, forbid_unknown_fields=True):
 
 
 NO_ANSWER = "No stored memory answers this question."
+# Candidates of each full-text term, and of the nearest-neighbour search: the depth to
+# which recall ranks (its pages go through these).
+TEXT_CANDIDATES_PER_TERM = 200
+SEMANTIC_CANDIDATES = 100
 
 
 def _check_metadata(metadata: dict[str, Any] | None, field: str = "metadata") -> None:
@@ -90,7 +88,7 @@ def memory_uuid(text: str) -> uuid.UUID:
         raise NotFound(f"memory '{text}' not found", code="memory_not_found") from None
 
 
-def _recalled(row: MemoryRow) -> RecalledMemory:
+def _recalled(row: MemoryRow, ranked: Ranked) -> RecalledMemory:
     return RecalledMemory(
         memory_id=row.memory_id,
         content=row.content,
@@ -98,10 +96,32 @@ def _recalled(row: MemoryRow) -> RecalledMemory:
         title=row.title,
         tags=row.tags,
         confidence=round(row.confidence, 4),
-        score=round(row.score, 6),
+        score=round(ranked.score, 4),
         created_at=iso_z(row.created_at),
         session_id=row.session_id,
+        signals=list(ranked.signals),
     )
+
+
+def _key(ranked: Ranked, row: MemoryRow) -> tuple[float, datetime, int, str]:
+    """A memory's place in the ranked list (all parts descending): what a cursor holds."""
+    return (ranked.score, row.created_at, row.seq if row.seq is not None else -1, row.memory_id)
+
+
+async def _done(value: T) -> T:
+    return value
+
+
+class Semantic(Protocol):
+    """Recall by meaning: the embedder and the nearest-neighbour search of the embeddings."""
+
+    async def nearest(
+        self, owner_id: str, agent_id: str, query: str, filters: MemoryFilters, limit: int
+    ) -> list[tuple[MemoryRow, float]]:
+        """The `limit` memories nearest in meaning to `query`, each with its cosine similarity."""
+
+    async def similarities(self, query: str, texts: list[str]) -> list[float]:
+        """Cosine similarity of each of `texts` to `query`."""
 
 
 def _record(row: MemoryRow) -> MemoryRecord:
@@ -122,9 +142,12 @@ def _record(row: MemoryRow) -> MemoryRecord:
 
 
 class MemoryService:
-    def __init__(self, repository: MemoryRepository, sessions: SessionService) -> None:
+    def __init__(
+        self, repository: MemoryRepository, sessions: SessionService, semantic: Semantic | None = None
+    ) -> None:
         self._repository = repository
         self._sessions = sessions
+        self._semantic = semantic
 
     async def _counted_write(
         self, claims: SessionClaims, count: int, write: Callable[[], Awaitable[T]]
@@ -180,76 +203,111 @@ class MemoryService:
             stored=stored, memory_ids=memory_ids, already_stored=len(memories) - stored
         ), state.expires_ms
 
-    async def _search(
-        self, claims: SessionClaims, request: RecallRequest, modes: tuple[str, ...], resume: Resume | None
-    ) -> tuple[str, str, list[MemoryRow]]:
-        """Try each way of matching in turn; return the first that finds anything."""
-        rows: list[MemoryRow] = []
-        mode, text = modes[0], request.query
-        for mode in modes:
-            if resume is not None:
-                text = resume.text
-            elif mode == "all":
-                text = request.query
-            elif mode == "any":
-                text = any_word_query(request.query) or ""
-            else:
-                words = fuzzy_words(request.query)
-                similar = await self._repository.similar_words(claims.owner_id, claims.agent_id, words) if words else []
-                text = " or ".join(similar)
-            if not text:
-                continue
-            rows = await self._repository.search(
-                claims.owner_id,
-                claims.agent_id,
-                text,
-                filters=request.filters(),
-                min_score=request.min_score,
-                after=resume.position if resume else None,
-                limit=request.limit + 1,
-            )
-            if rows or resume is not None:
-                break
-        return mode, text, rows
+    async def _text(
+        self, claims: SessionClaims, query: Query, filters: MemoryFilters
+    ) -> tuple[list[MemoryRow], dict[str, TextShare]]:
+        """Full-text candidates and what each holds of the query (typo corrections included)."""
+        typed = [word for _, word in query.typo_words]
+        corrections = await self._repository.similar_words(claims.owner_id, claims.agent_id, typed) if typed else {}
+        query = with_corrections(query, corrections, TYPO_WEIGHT)
+        rows, strengths, corpus = await self._repository.search_text(
+            claims.owner_id, claims.agent_id, query, filters, TEXT_CANDIDATES_PER_TERM
+        )
+        if corpus is None:
+            return [], {}
+        scorer = TextScorer(query.terms, corpus)
+        return rows, {row.memory_id: scorer.share(s) for row, s in zip(rows, strengths, strict=True)}
+
+    async def _nearest(
+        self, claims: SessionClaims, query: str, filters: MemoryFilters
+    ) -> list[tuple[MemoryRow, float]]:
+        assert self._semantic is not None
+        return await self._semantic.nearest(claims.owner_id, claims.agent_id, query, filters, SEMANTIC_CANDIDATES)
+
+    async def _rank(
+        self, claims: SessionClaims, query_text: str, mode: str, filters: MemoryFilters
+    ) -> tuple[list[Ranked], dict[str, MemoryRow]]:
+        """Every memory with evidence for the query, best first, by the signals of `mode`."""
+        query = parse(query_text)
+        use_text = mode != "semantic" and bool(query.terms)
+        use_semantic = mode != "text" and self._semantic is not None
+        empty: list[Any] = []
+        (text_rows, shares), nearest = await asyncio.gather(
+            self._text(claims, query, filters) if use_text else _done((empty, {})),
+            self._nearest(claims, query_text, filters) if use_semantic else _done(empty),
+        )
+        rows = {row.memory_id: row for row in text_rows}
+        similarity: dict[str, float] = {}
+        for row, cosine in nearest:
+            if query.excluded and set(query.excluded) & set(words(f"{row.title or ''} {row.content}")):
+                continue  # the query leaves out memories holding this word
+            rows.setdefault(row.memory_id, row)
+            similarity[row.memory_id] = cosine
+        candidates = [Candidate(r.memory_id, r.created_at, r.seq) for r in rows.values()]
+        return rank(candidates, shares, similarity), rows
+
+    def _mode(self, requested: str) -> str:
+        if self._semantic is not None:
+            return requested
+        if requested == "semantic":
+            raise InvalidInput.field("mode", "semantic recall is off on this server (no embedder)", "body")
+        return "text"
 
     async def recall(self, claims: SessionClaims, request: RecallRequest) -> tuple[RecallResult, int]:
         reject_nul(request.query, "query")
-        fingerprint = query_fingerprint(request.query, request.filters(), request.min_score)
+        mode = self._mode(request.mode)
+        filters = request.filters()
+        fingerprint = query_fingerprint(request.query, request.mode, filters, request.min_score)
         resume = decode_recall_cursor(request.cursor, fingerprint)
-        mode, text, rows = await self._search(claims, request, (resume.mode,) if resume else MODES, resume)
-        page = rows[: request.limit]
+        as_of = resume.as_of if resume else datetime.now(UTC)
+        # The memories that existed at the first page: the cursor's pages rank the same set.
+        before = as_of if filters.created_before is None else min(as_of, filters.created_before)
+        ranked, rows = await self._rank(
+            claims, request.query, mode, msgspec.structs.replace(filters, created_before=before)
+        )
+        keyed = [(r, _key(r, rows[r.memory_id])) for r in ranked]
+        if request.min_score is not None:
+            keyed = [(r, k) for r, k in keyed if r.score >= request.min_score]
+        if resume is not None:
+            keyed = [(r, k) for r, k in keyed if k < resume.key]
+        page = keyed[: request.limit]
         # Liveness is checked after the search so that the check and the count are one
         # round trip; a dead session's results are thrown away unseen.
         state = await self._sessions.touch(claims, retrieved=len(page))
         RECALL_RESULTS.inc(len(page))
-        next_cursor = encode_recall_cursor(mode, text, page[-1], fingerprint) if len(rows) > request.limit else None
+        more = len(keyed) > request.limit
         result = RecallResult(
             agent_id=claims.agent_id,
             session_id=claims.session_id,
             query=request.query,
-            memories=[_recalled(r) for r in page],
+            memories=[_recalled(rows[r.memory_id], r) for r, _ in page],
             count=len(page),
-            next_cursor=next_cursor,
-            match=mode,
+            next_cursor=encode_recall_cursor(page[-1][1], as_of, fingerprint) if more else None,
+            mode=mode,
         )
         return result, state.expires_ms
 
     async def answer(self, claims: SessionClaims, request: AnswerRequest) -> tuple[AnswerResult, int]:
         reject_nul(request.question, "question")
-        search = RecallRequest(query=request.question, limit=request.limit)
-        _, _, rows = await self._search(claims, search, MODES, None)
-        extracts = extract_answer(request.question, rows[: request.limit])
-        by_id = {r.memory_id: r for r in rows}
-        sources = [by_id[i] for i in dict.fromkeys(e.memory_id for e in extracts)]
-        state = await self._sessions.touch(claims, retrieved=len(sources))
-        RECALL_RESULTS.inc(len(sources))
-        answer = " ".join(e.sentence for e in extracts) or NO_ANSWER
+        ranked, rows = await self._rank(claims, request.question, self._mode("hybrid"), MemoryFilters())
+        top = ranked[: request.limit]
+        sources = [Source(r.memory_id, rows[r.memory_id].title, rows[r.memory_id].content, r.relevance) for r in top]
+        sentences = await asyncio.to_thread(sentences_of, sources)
+        similarities = None
+        if self._semantic is not None and sentences:
+            similarities = await self._semantic.similarities(request.question, [s.text for s in sentences])
+        said = await asyncio.to_thread(extract_answer, request.question, sources, sentences, similarities)
+        used = list(dict.fromkeys(e.memory_id for e in said.extracts))
+        by_id = {r.memory_id: r for r in top}
+        state = await self._sessions.touch(claims, retrieved=len(used))
+        RECALL_RESULTS.inc(len(used))
         result = AnswerResult(
             agent_id=claims.agent_id,
             session_id=claims.session_id,
             question=request.question,
-            answer=answer,
-            sources=[_recalled(r) for r in sources],
+            answer=" ".join(e.sentence for e in said.extracts) or NO_ANSWER,
+            sources=[_recalled(rows[i], by_id[i]) for i in used],
+            confidence=said.confidence,
         )
         return result, state.expires_ms
 
