@@ -40,6 +40,7 @@ class MemoryRow(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime | None = None
     seq: int | None = None  # insertion order (migration 0008); None for memories stored before it
+    score: float = 0.0  # a search's own measure of the match (cosine similarity for nearest neighbours)
 
 
 class Stored(msgspec.Struct, frozen=True):

@@ -40,7 +40,19 @@ from memanto_server.memories.schemas import (
 )
 from memanto_server.memories.search.cursor import decode_recall_cursor, encode_recall_cursor, query_fingerprint
 from memanto_server.memories.search.grammar import Query, parse, with_corrections, words
-from memanto_server.memories.search.ranking import TYPO_WEIGHT, Candidate, Ranked, TextScorer, TextShare, rank
+from memanto_server.memories.search.ranking import (
+    SAME_SUBJECT_SIMILARITY,
+    TYPO_WEIGHT,
+    Candidate,
+    Ranked,
+    TextScorer,
+    TextShare,
+    contenders,
+    order_key,
+    rank,
+    same_words,
+    supersede,
+)
 from memanto_server.ops.metrics import MEMORIES_STORED, RECALL_RESULTS
 from memanto_server.sessions.service import SessionService
 from memanto_server.sessions.store import LiveState
@@ -122,6 +134,9 @@ class Semantic(Protocol):
 
     async def similarities(self, query: str, texts: list[str]) -> list[float]:
         """Cosine similarity of each of `texts` to `query`."""
+
+    async def alike(self, owner_id: str, agent_id: str, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        """Cosine similarity of the two memories of each pair (none for one not embedded yet)."""
 
 
 def _record(row: MemoryRow) -> MemoryRecord:
@@ -244,7 +259,21 @@ class MemoryService:
             rows.setdefault(row.memory_id, row)
             similarity[row.memory_id] = cosine
         candidates = [Candidate(r.memory_id, r.created_at, r.seq) for r in rows.values()]
-        return rank(candidates, shares, similarity), rows
+        ranked = rank(candidates, shares, similarity)
+        order = {c.memory_id: order_key(c) for c in candidates}
+        pairs = contenders(ranked, order)
+        if not pairs:
+            return ranked, rows
+        alike = {}
+        if use_semantic and self._semantic is not None:
+            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs)
+        superseding = [
+            (earlier, later)
+            for earlier, later in pairs
+            if alike.get((earlier, later), 0.0) >= SAME_SUBJECT_SIMILARITY
+            or (earlier in shares and later in shares and same_words(shares[earlier], shares[later]))
+        ]
+        return supersede(ranked, superseding), rows
 
     def _mode(self, requested: str) -> str:
         if self._semantic is not None:

@@ -52,7 +52,15 @@ TEXT_POWER = 0.8
 SEMANTIC_FLOOR = 0.25
 SEMANTIC_FULL = 0.75
 SEMANTIC_CEILING = 0.9
-RECENCY_BONUS = 0.04
+RECENCY_BONUS = 0.02
+# Knowledge updates: a later memory on the same subject as an earlier one (it shares most
+# of the query words the earlier one holds, or their embeddings are this similar) and
+# nearly as relevant ranks directly above it.
+SUPERSEDES_AT = 0.45
+SAME_SUBJECT_SIMILARITY = 0.6
+SAME_SUBJECT_WORDS = 0.5
+# How far down the ranked list later memories are looked for.
+SUPERSEDE_WINDOW = 20
 
 STRONG = 0.45
 WEAK = 0.2
@@ -79,6 +87,7 @@ class Candidate(msgspec.Struct, frozen=True):
 class TextShare(msgspec.Struct, frozen=True):
     share: float
     signals: tuple[str, ...]  # `text` (a word itself), `typo` (a close spelling), or both
+    held: tuple[tuple[int, float], ...] = ()  # (query word, its weight) of each word held
 
 
 class Ranked(msgspec.Struct, frozen=True):
@@ -136,7 +145,8 @@ class TextScorer:
                 best[term.group] = (value, term.kind == TYPO)
         held = sum(v for v, _ in best.values())
         ways = {TYPO if typo else TEXT for _, typo in best.values()}
-        return TextShare(min(1.0, held / self.total), tuple(sorted(ways)))
+        words = tuple(sorted((group, value / self.total) for group, (value, _) in best.items()))
+        return TextShare(min(1.0, held / self.total), tuple(sorted(ways)), words)
 
 
 def text_evidence(share: float) -> float:
@@ -180,3 +190,38 @@ def rank(
         ranked.append((Ranked(candidate.memory_id, score, signals, relevance), order_key(candidate)))
     ranked.sort(key=lambda pair: (pair[0].score, pair[1]), reverse=True)
     return [r for r, _ in ranked]
+
+
+def contenders(ranked: Sequence[Ranked], order: dict[str, tuple[datetime, int, str]]) -> list[tuple[str, str]]:
+    """The pairs (earlier memory, later memory) in which the later ranks below the earlier
+    and is nearly as relevant: if they are about the same subject, the later supersedes."""
+    window = ranked[:SUPERSEDE_WINDOW]
+    return [
+        (above.memory_id, below.memory_id)
+        for i, above in enumerate(window)
+        for below in window[i + 1 :]
+        if order[below.memory_id] > order[above.memory_id] and below.relevance >= SUPERSEDES_AT * above.relevance
+    ]
+
+
+def same_words(earlier: TextShare, later: TextShare) -> bool:
+    """Whether two memories hold the query through mostly the same words."""
+    first, second = dict(earlier.held), dict(later.held)
+    common = sum(min(first[g], second[g]) for g in first.keys() & second.keys())
+    smaller = min(sum(first.values()), sum(second.values()))
+    return smaller > 0 and common >= SAME_SUBJECT_WORDS * smaller
+
+
+def supersede(ranked: list[Ranked], pairs: Iterable[tuple[str, str]]) -> list[Ranked]:
+    """`ranked` with the later memory of each pair moved directly above the earlier one
+    (its score just above the earlier one's), the earliest pairs first."""
+    result = list(ranked)
+    for earlier, later in pairs:
+        position = {r.memory_id: i for i, r in enumerate(result)}
+        above, below = position[earlier], position[later]
+        if below < above:
+            continue
+        moved = result.pop(below)
+        lifted = msgspec.structs.replace(moved, score=round(result[above].score + 1e-6, 6))
+        result.insert(above, lifted)
+    return result
