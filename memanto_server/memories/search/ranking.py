@@ -123,7 +123,10 @@ class TextScorer:
             inverse_frequency(max(frequency, 1), corpus.population) if searchable else 0.0
             for frequency, searchable in zip(corpus.frequencies, corpus.searchable, strict=True)
         ]
-        groups: dict[int, float] = {}
+        # A query word weighs as its rarest form that some memory holds (a misspelled word,
+        # which none holds, as its correction); one that nothing holds as a word held once.
+        held: dict[int, float] = {}
+        absent: dict[int, float] = {}
         for term, idf, frequency, searchable in zip(
             terms, self.idf, corpus.frequencies, corpus.searchable, strict=True
         ):
@@ -131,7 +134,9 @@ class TextScorer:
                 # A stop word is nothing; a character pair or a correction that no memory
                 # holds (a pair across two words of the query, say) is not a word asked for.
                 continue
-            groups[term.group] = max(groups.get(term.group, 0.0), idf)
+            weights = held if frequency > 0 else absent
+            weights[term.group] = max(weights.get(term.group, 0.0), idf)
+        groups = {**absent, **held}
         self.total = sum(groups.values())
 
     def share(self, strengths: Sequence[float]) -> TextShare:
