@@ -23,6 +23,7 @@ from memanto_server.memories.schemas import (
     MemoryPatch,
     MemoryRecord,
     MemoryType,
+    RecallMode,
     RecallRequest,
     RecallResult,
     RememberRequest,
@@ -121,6 +122,10 @@ class MemoryController(Controller):
         created_before: CreatedBefore = None,
         min_score: Annotated[float | None, QueryParameter(ge=0)] = None,
         cursor: CursorParam = None,
+        mode: Annotated[
+            RecallMode,
+            QueryParameter(description="hybrid (every signal), text (words only) or semantic (meaning only)."),
+        ] = "hybrid",
         data: JSONBody[RecallRequest | None] = None,
     ) -> Response[RecallResult]:
         if data is None:
@@ -135,6 +140,7 @@ class MemoryController(Controller):
                 created_before=created_before,
                 min_score=min_score,
                 cursor=cursor,
+                mode=mode,
             )
         result, state = await services_of(request).memories.recall(_own(claims, agent_id), data)
         return with_session_expiry(result, state)
