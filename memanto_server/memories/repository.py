@@ -43,6 +43,15 @@ class MemoryRow(msgspec.Struct, frozen=True, kw_only=True):
     score: float = 0.0  # a search's own measure of the match (cosine similarity for nearest neighbours)
 
 
+class TextHit(msgspec.Struct, frozen=True):
+    """A memory that holds some term of a recall query: its place in time and each term's strength in it."""
+
+    memory_id: str
+    created_at: datetime
+    seq: int | None
+    strengths: tuple[float, ...]
+
+
 class Stored(msgspec.Struct, frozen=True):
     memory_id: str
     session_id: str
@@ -100,19 +109,20 @@ WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = ANY($3::text[])
 """
 
 # The memories that hold any term of a recall query (memories/search/grammar.py), with what
-# ranking needs to weigh them (memories/search/ranking.py). For each term, the newest
-# `$10` memories that hold it (so for a word that many memories hold, its newest ones;
-# for a rarer word, all of them), after the filters; then, for each of those memories,
-# the strength of every term in it (ts_rank_cd without normalisation: 1.0 per occurrence
-# in the title, 0.4 per occurrence in the content; 1 or 0 for a character pair), how many
-# memories of the agent hold each term (up to `$10`; the terms' rarity), whether
-# full-text search keeps each term at all (stop words: no), and how many memories the
-# agent has (up to 10,000).
+# ranking needs to weigh them (memories/search/ranking.py): for each term, the newest `$10`
+# memories that hold it after the filters (memories_holding(), migration 0008: for a word
+# that many memories hold, its newest ones; for a rarer word, all of them); then for each
+# of those memories the strength of every term in it (ts_rank_cd without normalisation:
+# 1.0 per occurrence in the title, 0.4 per occurrence in the content; 1 or 0 for a
+# character pair), and once, how many memories of the agent hold each term (up to `$10`:
+# the terms' rarity), whether full-text search keeps each term at all (stop words: no),
+# and how many memories the agent has (up to 10,000). Rows only: the page's memories are
+# read by GET_MEMORIES.
 #   $1 owner, $2 agent, $3 term texts, $4 term kinds (word, phrase, typo, gram),
 #   $5 excluded words (`a or b`, websearch syntax; '' for none),
 #   $6 types, $7 tags, $8 created after, $9 created before ($6-$9 NULL = no filter),
 #   $10 memories per term.
-# A filter on memories (lifecycle, say) goes in `candidate`, the one place rows are chosen.
+# A new filter on memories goes into memories_holding().
 SEARCH_TEXT = """
 WITH term AS MATERIALIZED (
     SELECT t.i, t.kind, t.text,
@@ -121,49 +131,40 @@ WITH term AS MATERIALIZED (
     FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(text, kind, i)
 ),
 excluded AS MATERIALIZED (
-    SELECT websearch_to_tsquery('english', $5) AS query
-),
-candidate AS (
-    SELECT m.memory_id, m.created_at, m.search, text_ngrams(coalesce(m.title, '') || ' ' || m.content) AS grams
-    FROM memories m, excluded
-    WHERE m.owner_id = $1 AND m.agent_id = $2
-      AND ($6::text[] IS NULL OR m.type = ANY($6::text[]))
-      AND ($7::text[] IS NULL OR m.tags @> $7::text[])
-      AND ($8::timestamptz IS NULL OR m.created_at > $8::timestamptz)
-      AND ($9::timestamptz IS NULL OR m.created_at < $9::timestamptz)
-      AND (numnode(excluded.query) = 0 OR NOT m.search @@ excluded.query)
+    SELECT NULLIF(websearch_to_tsquery('english', $5), ''::tsquery) AS query
 ),
 hit AS MATERIALIZED (
-    SELECT term.i, found.memory_id
-    FROM term CROSS JOIN LATERAL (
-        SELECT c.memory_id FROM candidate c
-        WHERE term.kind <> 'gram' AND numnode(term.query) > 0 AND c.search @@ term.query
-        ORDER BY c.created_at DESC, c.memory_id DESC
-        LIMIT $10
-    ) found
-    UNION ALL
-    SELECT term.i, found.memory_id
-    FROM term CROSS JOIN LATERAL (
-        SELECT c.memory_id FROM candidate c
-        WHERE term.kind = 'gram' AND c.grams @> ARRAY[term.text]
-        ORDER BY c.created_at DESC, c.memory_id DESC
-        LIMIT $10
-    ) found
+    SELECT term.i, h.memory_id
+    FROM term, excluded,
+         LATERAL memories_holding($1, $2, term.query, CASE WHEN term.kind = 'gram' THEN term.text END,
+                                  $6, $7, $8, $9, excluded.query, $10) AS h
+    WHERE term.kind = 'gram' OR numnode(term.query) > 0
+),
+found AS (
+    SELECT m.memory_id, m.created_at, m.seq,
+           ARRAY(SELECT CASE WHEN term.kind = 'gram'
+                             THEN (term.text = ANY(text_ngrams(coalesce(m.title, '') || ' ' || m.content)))::int::float8
+                             WHEN numnode(term.query) > 0 AND m.search @@ term.query
+                             THEN ts_rank_cd(m.search, term.query, 0)::float8
+                             ELSE 0 END
+                 FROM term ORDER BY term.i) AS strengths
+    FROM memories m
+    WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.memory_id IN (SELECT memory_id FROM hit)
 )
-SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at, m.seq,
-       ARRAY(SELECT CASE WHEN term.kind = 'gram'
-                         THEN (term.text = ANY(text_ngrams(coalesce(m.title, '') || ' ' || m.content)))::int::float8
-                         WHEN numnode(term.query) > 0 AND m.search @@ term.query
-                         THEN ts_rank_cd(m.search, term.query, 0)::float8
-                         ELSE 0 END
-             FROM term ORDER BY term.i) AS strengths,
+SELECT found.*,
        (SELECT array_agg(coalesce(h.n, 0)::int ORDER BY term.i)
         FROM term LEFT JOIN (SELECT i, count(*) AS n FROM hit GROUP BY i) h USING (i)) AS frequencies,
        (SELECT array_agg(term.kind = 'gram' OR numnode(term.query) > 0 ORDER BY term.i) FROM term) AS searchable,
        (SELECT count(*)::int FROM (SELECT 1 FROM memories a WHERE a.owner_id = $1 AND a.agent_id = $2 LIMIT 10000) a)
            AS population
-FROM memories m
-WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.memory_id IN (SELECT memory_id FROM hit)
+FROM found
+"""
+
+# Memories of one agent by id (the rows of a page of recall).
+GET_MEMORIES = """
+SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at, seq
+FROM memories
+WHERE owner_id = $1 AND agent_id = $2 AND memory_id = ANY($3::uuid[])
 """
 
 # The fallback for misspelled or partial words: for each query word that no memory of the
@@ -380,7 +381,7 @@ class MemoryRepository:
 
     async def search_text(
         self, owner_id: str, agent_id: str, query: TextQuery, filters: MemoryFilters, per_term: int
-    ) -> tuple[list[MemoryRow], list[tuple[float, ...]], Corpus | None]:
+    ) -> tuple[list[TextHit], Corpus | None]:
         """The memories that hold any of the query's terms, each with its terms' strengths,
         and the corpus figures that weigh the terms (None when nothing matched)."""
         terms = query.terms
@@ -395,14 +396,19 @@ class MemoryRepository:
             per_term,
         )
         if not records:
-            return [], [], None
+            return [], None
         first = records[0]
         corpus = Corpus(
             frequencies=tuple(first["frequencies"]),
             searchable=tuple(first["searchable"]),
             population=first["population"],
         )
-        return [_row(r) for r in records], [tuple(r["strengths"]) for r in records], corpus
+        hits = [TextHit(str(r["memory_id"]), r["created_at"], r["seq"], tuple(r["strengths"])) for r in records]
+        return hits, corpus
+
+    async def get_many(self, owner_id: str, agent_id: str, memory_ids: list[str]) -> dict[str, MemoryRow]:
+        records = await self._db.fetch(GET_MEMORIES, UUID(owner_id), agent_id, [UUID(i) for i in memory_ids])
+        return {str(r["memory_id"]): _row(r) for r in records}
 
     async def similar_words(self, owner_id: str, agent_id: str, words: list[str]) -> dict[str, list[str]]:
         """For each of `words` that no memory of the agent holds, the agent's own words

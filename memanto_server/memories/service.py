@@ -41,7 +41,6 @@ from memanto_server.memories.schemas import (
 from memanto_server.memories.search.cursor import decode_recall_cursor, encode_recall_cursor, query_fingerprint
 from memanto_server.memories.search.grammar import Query, parse, with_corrections, words
 from memanto_server.memories.search.ranking import (
-    SAME_SUBJECT_SIMILARITY,
     TYPO_WEIGHT,
     Candidate,
     Ranked,
@@ -50,8 +49,8 @@ from memanto_server.memories.search.ranking import (
     contenders,
     order_key,
     rank,
-    same_words,
     supersede,
+    superseding,
 )
 from memanto_server.ops.metrics import MEMORIES_STORED, RECALL_RESULTS
 from memanto_server.sessions.service import SessionService
@@ -115,9 +114,22 @@ def _recalled(row: MemoryRow, ranked: Ranked) -> RecalledMemory:
     )
 
 
-def _key(ranked: Ranked, row: MemoryRow) -> tuple[float, datetime, int, str]:
+def _key(ranked: Ranked, candidate: Candidate) -> tuple[float, datetime, int, str]:
     """A memory's place in the ranked list (all parts descending): what a cursor holds."""
-    return (ranked.score, row.created_at, row.seq if row.seq is not None else -1, row.memory_id)
+    return (ranked.score, *order_key(candidate))
+
+
+class TextFound(msgspec.Struct, frozen=True):
+    candidate: Candidate
+    share: TextShare
+
+
+class Ranking(msgspec.Struct, frozen=True):
+    """A query's ranked memories, each one's place in time, and the rows already read."""
+
+    ranked: list[Ranked]
+    candidates: dict[str, Candidate]
+    rows: dict[str, MemoryRow]
 
 
 async def _done(value: T) -> T:
@@ -218,20 +230,20 @@ class MemoryService:
             stored=stored, memory_ids=memory_ids, already_stored=len(memories) - stored
         ), state.expires_ms
 
-    async def _text(
-        self, claims: SessionClaims, query: Query, filters: MemoryFilters
-    ) -> tuple[list[MemoryRow], dict[str, TextShare]]:
+    async def _text(self, claims: SessionClaims, query: Query, filters: MemoryFilters) -> dict[str, TextFound]:
         """Full-text candidates and what each holds of the query (typo corrections included)."""
         typed = [word for _, word in query.typo_words]
         corrections = await self._repository.similar_words(claims.owner_id, claims.agent_id, typed) if typed else {}
         query = with_corrections(query, corrections, TYPO_WEIGHT)
-        rows, strengths, corpus = await self._repository.search_text(
+        hits, corpus = await self._repository.search_text(
             claims.owner_id, claims.agent_id, query, filters, TEXT_CANDIDATES_PER_TERM
         )
         if corpus is None:
-            return [], {}
+            return {}
         scorer = TextScorer(query.terms, corpus)
-        return rows, {row.memory_id: scorer.share(s) for row, s in zip(rows, strengths, strict=True)}
+        return {
+            h.memory_id: TextFound(Candidate(h.memory_id, h.created_at, h.seq), scorer.share(h.strengths)) for h in hits
+        }
 
     async def _nearest(
         self, claims: SessionClaims, query: str, filters: MemoryFilters
@@ -239,41 +251,39 @@ class MemoryService:
         assert self._semantic is not None
         return await self._semantic.nearest(claims.owner_id, claims.agent_id, query, filters, SEMANTIC_CANDIDATES)
 
-    async def _rank(
-        self, claims: SessionClaims, query_text: str, mode: str, filters: MemoryFilters
-    ) -> tuple[list[Ranked], dict[str, MemoryRow]]:
+    async def _rank(self, claims: SessionClaims, query_text: str, mode: str, filters: MemoryFilters) -> Ranking:
         """Every memory with evidence for the query, best first, by the signals of `mode`."""
         query = parse(query_text)
         use_text = mode != "semantic" and bool(query.terms)
         use_semantic = mode != "text" and self._semantic is not None
-        empty: list[Any] = []
-        (text_rows, shares), nearest = await asyncio.gather(
-            self._text(claims, query, filters) if use_text else _done((empty, {})),
-            self._nearest(claims, query_text, filters) if use_semantic else _done(empty),
+        text, nearest = await asyncio.gather(
+            self._text(claims, query, filters) if use_text else _done({}),
+            self._nearest(claims, query_text, filters) if use_semantic else _done([]),
         )
-        rows = {row.memory_id: row for row in text_rows}
+        candidates = {memory_id: found.candidate for memory_id, found in text.items()}
+        rows: dict[str, MemoryRow] = {}
         similarity: dict[str, float] = {}
         for row, cosine in nearest:
             if query.excluded and set(query.excluded) & set(words(f"{row.title or ''} {row.content}")):
                 continue  # the query leaves out memories holding this word
-            rows.setdefault(row.memory_id, row)
+            rows[row.memory_id] = row
             similarity[row.memory_id] = cosine
-        candidates = [Candidate(r.memory_id, r.created_at, r.seq) for r in rows.values()]
-        ranked = rank(candidates, shares, similarity)
-        order = {c.memory_id: order_key(c) for c in candidates}
+            candidates.setdefault(row.memory_id, Candidate(row.memory_id, row.created_at, row.seq))
+        shares = {memory_id: found.share for memory_id, found in text.items()}
+        ranked = rank(candidates.values(), shares, similarity)
+        order = {memory_id: order_key(c) for memory_id, c in candidates.items()}
         pairs = contenders(ranked, order)
-        if not pairs:
-            return ranked, rows
-        alike = {}
-        if use_semantic and self._semantic is not None:
-            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs)
-        superseding = [
-            (earlier, later)
-            for earlier, later in pairs
-            if alike.get((earlier, later), 0.0) >= SAME_SUBJECT_SIMILARITY
-            or (earlier in shares and later in shares and same_words(shares[earlier], shares[later]))
-        ]
-        return supersede(ranked, superseding), rows
+        if pairs:
+            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs) if use_semantic else {}
+            assert alike is not None
+            ranked = supersede(ranked, superseding(ranked, pairs, shares, alike))
+        return Ranking(ranked, candidates, rows)
+
+    async def _rows(self, claims: SessionClaims, ranking: Ranking, ranked: list[Ranked]) -> dict[str, MemoryRow]:
+        """The memories of `ranked`, read once (those nearest-neighbour search returned are known)."""
+        missing = [r.memory_id for r in ranked if r.memory_id not in ranking.rows]
+        found = await self._repository.get_many(claims.owner_id, claims.agent_id, missing) if missing else {}
+        return {**{r.memory_id: ranking.rows[r.memory_id] for r in ranked if r.memory_id in ranking.rows}, **found}
 
     def _mode(self, requested: str) -> str:
         if self._semantic is not None:
@@ -291,15 +301,15 @@ class MemoryService:
         as_of = resume.as_of if resume else datetime.now(UTC)
         # The memories that existed at the first page: the cursor's pages rank the same set.
         before = as_of if filters.created_before is None else min(as_of, filters.created_before)
-        ranked, rows = await self._rank(
-            claims, request.query, mode, msgspec.structs.replace(filters, created_before=before)
-        )
-        keyed = [(r, _key(r, rows[r.memory_id])) for r in ranked]
+        ranking = await self._rank(claims, request.query, mode, msgspec.structs.replace(filters, created_before=before))
+        keyed = [(r, _key(r, ranking.candidates[r.memory_id])) for r in ranking.ranked]
         if request.min_score is not None:
             keyed = [(r, k) for r, k in keyed if r.score >= request.min_score]
         if resume is not None:
             keyed = [(r, k) for r, k in keyed if k < resume.key]
         page = keyed[: request.limit]
+        rows = await self._rows(claims, ranking, [r for r, _ in page])
+        page = [(r, k) for r, k in page if r.memory_id in rows]  # deleted meanwhile
         # Liveness is checked after the search so that the check and the count are one
         # round trip; a dead session's results are thrown away unseen.
         state = await self._sessions.touch(claims, retrieved=len(page))
@@ -311,15 +321,16 @@ class MemoryService:
             query=request.query,
             memories=[_recalled(rows[r.memory_id], r) for r, _ in page],
             count=len(page),
-            next_cursor=encode_recall_cursor(page[-1][1], as_of, fingerprint) if more else None,
+            next_cursor=encode_recall_cursor(page[-1][1], as_of, fingerprint) if more and page else None,
             mode=mode,
         )
         return result, state.expires_ms
 
     async def answer(self, claims: SessionClaims, request: AnswerRequest) -> tuple[AnswerResult, int]:
         reject_nul(request.question, "question")
-        ranked, rows = await self._rank(claims, request.question, self._mode("hybrid"), MemoryFilters())
-        top = ranked[: request.limit]
+        ranking = await self._rank(claims, request.question, self._mode("hybrid"), MemoryFilters())
+        rows = await self._rows(claims, ranking, ranking.ranked[: request.limit])
+        top = [r for r in ranking.ranked[: request.limit] if r.memory_id in rows]
         sources = [Source(r.memory_id, rows[r.memory_id].title, rows[r.memory_id].content, r.relevance) for r in top]
         sentences = await asyncio.to_thread(sentences_of, sources)
         similarities = None

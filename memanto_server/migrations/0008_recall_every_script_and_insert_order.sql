@@ -43,3 +43,37 @@ CREATE SEQUENCE memories_seq;
 ALTER TABLE memories ADD COLUMN seq bigint;
 ALTER TABLE memories ALTER COLUMN seq SET DEFAULT nextval('memories_seq');
 ALTER SEQUENCE memories_seq OWNED BY memories.seq;
+
+-- The newest `depth` memories of one agent that hold one recall term (a full-text query, or
+-- a character pair when `gram` is not NULL), after recall's filters: how recall finds its
+-- text candidates (SEARCH_TEXT in memanto_server/memories/repository.py), one call per term.
+-- EXECUTE plans each call with the term itself, so that the planner, which knows how
+-- common a word is (the statistics of `search`), finds a rare word through the full-text
+-- index and a common one by walking the agent's memories newest first until `depth` are
+-- found; one plan for every term would read every match of a common word, or every
+-- memory of a large agent for a rare one. Recall's filters are arguments: a new filter on
+-- memories is added here and in SEARCH_TEXT.
+CREATE FUNCTION memories_holding(owner uuid, agent text, query tsquery, gram text, types text[], tags text[],
+                                 after timestamptz, before timestamptz, excluded tsquery, depth integer)
+    RETURNS TABLE (memory_id uuid) LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    IF gram IS NULL THEN
+        RETURN QUERY EXECUTE
+            'SELECT m.memory_id FROM memories m
+             WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.search @@ $3
+               AND ($5::text[] IS NULL OR m.type = ANY($5)) AND ($6::text[] IS NULL OR m.tags @> $6)
+               AND ($7::timestamptz IS NULL OR m.created_at > $7) AND ($8::timestamptz IS NULL OR m.created_at < $8)
+               AND ($9::tsquery IS NULL OR NOT m.search @@ $9)
+             ORDER BY m.created_at DESC, m.memory_id DESC LIMIT $10'
+            USING owner, agent, query, gram, types, tags, after, before, excluded, depth;
+    ELSE
+        RETURN QUERY EXECUTE
+            'SELECT m.memory_id FROM memories m
+             WHERE m.owner_id = $1 AND m.agent_id = $2 AND text_ngrams(coalesce(m.title, '''') || '' '' || m.content) @> ARRAY[$4]
+               AND ($5::text[] IS NULL OR m.type = ANY($5)) AND ($6::text[] IS NULL OR m.tags @> $6)
+               AND ($7::timestamptz IS NULL OR m.created_at > $7) AND ($8::timestamptz IS NULL OR m.created_at < $8)
+               AND ($9::tsquery IS NULL OR NOT m.search @@ $9)
+             ORDER BY m.created_at DESC, m.memory_id DESC LIMIT $10'
+            USING owner, agent, query, gram, types, tags, after, before, excluded, depth;
+    END IF;
+END $$;

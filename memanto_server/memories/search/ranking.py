@@ -53,10 +53,14 @@ SEMANTIC_FLOOR = 0.25
 SEMANTIC_FULL = 0.75
 SEMANTIC_CEILING = 0.9
 RECENCY_BONUS = 0.02
-# Knowledge updates: a later memory on the same subject as an earlier one (it shares most
-# of the query words the earlier one holds, or their embeddings are this similar) and
-# nearly as relevant ranks directly above it.
+# Knowledge updates: a later memory on the same subject as an earlier one and nearly as
+# relevant ranks directly above it. Same subject: their embeddings are this similar (then
+# "nearly as relevant" is at least SUPERSEDES_AT of the earlier one's relevance), or,
+# without embeddings, they hold the query through mostly the same words (then at least
+# SUPERSEDES_BY_WORDS_AT: holding the same word is weaker evidence of one subject, and a
+# title match or more mentions must still rank above a passing mention).
 SUPERSEDES_AT = 0.45
+SUPERSEDES_BY_WORDS_AT = 0.8
 SAME_SUBJECT_SIMILARITY = 0.6
 SAME_SUBJECT_WORDS = 0.5
 # How far down the ranked list later memories are looked for.
@@ -215,6 +219,27 @@ def same_words(earlier: TextShare, later: TextShare) -> bool:
     common = sum(min(first[g], second[g]) for g in first.keys() & second.keys())
     smaller = min(sum(first.values()), sum(second.values()))
     return smaller > 0 and common >= SAME_SUBJECT_WORDS * smaller
+
+
+def superseding(
+    ranked: Sequence[Ranked],
+    pairs: Iterable[tuple[str, str]],
+    shares: dict[str, TextShare],
+    alike: dict[tuple[str, str], float],
+) -> list[tuple[str, str]]:
+    """Of the contending pairs, those where the later memory supersedes the earlier."""
+    relevance = {r.memory_id: r.relevance for r in ranked}
+    return [
+        (earlier, later)
+        for earlier, later in pairs
+        if alike.get((earlier, later), 0.0) >= SAME_SUBJECT_SIMILARITY
+        or (
+            earlier in shares
+            and later in shares
+            and relevance[later] >= SUPERSEDES_BY_WORDS_AT * relevance[earlier]
+            and same_words(shares[earlier], shares[later])
+        )
+    ]
 
 
 def supersede(ranked: list[Ranked], pairs: Iterable[tuple[str, str]]) -> list[Ranked]:

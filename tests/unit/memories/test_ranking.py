@@ -24,6 +24,7 @@ from memanto_server.memories.search.ranking import (
     same_words,
     semantic_evidence,
     supersede,
+    superseding,
     term_weight,
     text_evidence,
 )
@@ -126,9 +127,29 @@ def test_a_later_memory_on_the_same_subject_supersedes() -> None:
     assert ("other", "plan_new") in pairs
     assert same_words(shares["plan_old"], shares["plan_new"])
     assert not same_words(shares["other"], shares["plan_new"])
-    moved = supersede(ranked, [p for p in pairs if same_words(shares[p[0]], shares[p[1]])])
+    # By words alone, 0.6 of the relevance is not near enough; with embeddings that say "same subject" it is.
+    assert superseding(ranked, pairs, shares, {}) == []
+    chosen = superseding(ranked, pairs, shares, {("plan_old", "plan_new"): 0.8, ("other", "plan_new"): 0.1})
+    assert chosen == [("plan_old", "plan_new")]
+    moved = supersede(ranked, chosen)
     assert [r.memory_id for r in moved] == ["plan_new", "plan_old", "other"]
     assert [r.score for r in moved] == sorted((r.score for r in moved), reverse=True)
+
+
+def test_by_words_alone_only_a_near_equal_later_memory_supersedes() -> None:
+    shares = {
+        "title": TextShare(1.0, ("text",), ((0, 1.0),)),
+        "passing": TextShare(0.7, ("text",), ((0, 0.7),)),
+        "update": TextShare(0.95, ("text",), ((0, 0.95),)),
+    }
+    candidates = [candidate("title", 0, 1), candidate("passing", 1, 2)]
+    ranked = rank(candidates, shares, {})
+    pairs = contenders(ranked, {c.memory_id: order_key(c) for c in candidates})
+    assert superseding(ranked, pairs, shares, {}) == []  # a title match stays above a passing mention
+    candidates = [candidate("title", 0, 1), candidate("update", 1, 2)]
+    ranked = rank(candidates, shares, {})
+    pairs = contenders(ranked, {c.memory_id: order_key(c) for c in candidates})
+    assert superseding(ranked, pairs, shares, {}) == [("title", "update")]
 
 
 def test_a_much_weaker_later_memory_supersedes_nothing() -> None:
