@@ -66,6 +66,9 @@ async def open_pool(settings: Settings) -> asyncpg.Pool[Any]:
             "plan_cache_mode": "force_custom_plan",
             # Fuzzy recall: how alike a misspelled word must be (pg_trgm's `<%`).
             "pg_trgm.word_similarity_threshold": "0.3",
+            # Recall by meaning: a filtered vector-index scan goes on past other agents' memories
+            # until it has enough of this agent's (pgvector >= 0.8; embeddings/repository.py NEAREST).
+            "hnsw.iterative_scan": "relaxed_order",
         },
     )
     await pool  # min_size=0: no connection is made yet

@@ -2,8 +2,6 @@
 -- Every row that belongs to someone carries owner_id, and every lookup filters on it:
 -- an owner can never reach another owner's data.
 
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
-
 CREATE TABLE owners (
     owner_id   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     name       text NOT NULL,

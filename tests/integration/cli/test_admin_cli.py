@@ -29,7 +29,7 @@ from litestar.testing import AsyncTestClient
 
 from memanto_server.main import create_app
 from memanto_server.settings import Settings
-from tests.helpers.backends import PG_SERVER_URL, RUN_ID
+from tests.helpers.backends import RUN_ID
 from tests.helpers.http import API, assert_problem
 from tests.helpers.processes import settings_env
 
@@ -129,19 +129,19 @@ def env(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture
-async def new_database() -> AsyncIterator[Callable[[], str]]:
+async def new_database(postgres_server_url: str) -> AsyncIterator[Callable[[], str]]:
     """Names of databases that do not exist yet; whatever a test creates is dropped after it."""
     names: list[str] = []
 
     def make() -> str:
         name = f"memanto_cli_{RUN_ID}_{next(_database_numbers)}"
         names.append(name)
-        return f"{PG_SERVER_URL}/{name}"
+        return f"{postgres_server_url}/{name}"
 
     try:
         yield make
     finally:
-        conn = await asyncpg.connect(f"{PG_SERVER_URL}/postgres")
+        conn = await asyncpg.connect(f"{postgres_server_url}/postgres")
         try:
             for name in names:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -150,7 +150,7 @@ async def new_database() -> AsyncIterator[Callable[[], str]]:
 
 
 async def database_exists(url: str) -> bool:
-    conn = await asyncpg.connect(f"{PG_SERVER_URL}/postgres")
+    conn = await asyncpg.connect(f"{url.rsplit('/', 1)[0]}/postgres")
     try:
         return bool(
             await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", url.rsplit("/", 1)[1])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.backends import PG_SERVER_URL, REDIS_URL
+from tests.helpers.backends import REDIS_URL
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,11 +31,11 @@ ROWS = {
 }
 
 
-def test_bench_quick_runs_and_reports(tmp_path: Path) -> None:
+def test_bench_quick_runs_and_reports(tmp_path: Path, postgres_server_url: str) -> None:
     output = tmp_path / "benchmarks.md"
     env = {
         **os.environ,
-        "MEMANTO_BENCH_POSTGRES_URL": PG_SERVER_URL,
+        "MEMANTO_BENCH_POSTGRES_URL": postgres_server_url,
         "MEMANTO_BENCH_REDIS_URL": REDIS_URL,
     }
     result = subprocess.run(

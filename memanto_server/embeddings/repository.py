@@ -1,0 +1,279 @@
+"""Every SQL statement about embeddings: the worker's queue, the recorded model, and KNN for recall.
+
+Vectors travel as `real[]` (asyncpg's own binary float4 array) and are cast to `vector` in
+SQL: no codec to register on connections, and nothing but numbers on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+import numpy as np
+
+from memanto_server.lib.db import Database
+from memanto_server.memories.repository import MemoryRow
+from memanto_server.memories.schemas import MemoryFilters
+
+# Worker-side limits: a claimed batch is embedded while its rows are held, so it stays small.
+MAX_BATCH = 256
+
+# The memories to embed next, held until the transaction ends (the caller's): concurrent
+# workers skip each other's rows (SKIP LOCKED), so each memory is embedded by one of them.
+# Oldest first, by the partial index memories_unembedded. $1 = how many.
+CLAIM_UNEMBEDDED = """
+SELECT memory_id, title, content FROM memories
+WHERE embedding IS NULL
+ORDER BY created_at, memory_id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+
+# Store the embeddings of claimed rows: $1 the memory ids, $2 their vectors one after another
+# (flat, $3 numbers each). Only while $4/$3 is still the recorded model: a worker left
+# running with the previous model after `reembed` began stores nothing.
+STORE_EMBEDDINGS = """
+UPDATE memories m
+SET embedding = (($2::real[])[(b.i - 1) * $3 + 1 : b.i * $3])::vector
+FROM unnest($1::uuid[]) WITH ORDINALITY AS b(memory_id, i)
+WHERE m.memory_id = b.memory_id
+  AND EXISTS (SELECT 1 FROM embedding_model WHERE model_id = $4 AND dimension = $3)
+"""
+
+# How many memories wait for an embedding, counted up to $1 (a bounded cost whatever the backlog).
+COUNT_BACKLOG = """
+SELECT count(*) FROM (SELECT 1 FROM memories WHERE embedding IS NULL LIMIT $1) AS waiting
+"""
+
+# Every memory, and those with an embedding: the progress of a re-embedding.
+COUNT_EMBEDDED = "SELECT count(*) AS total, count(embedding) AS embedded FROM memories"
+
+GET_MODEL = "SELECT model_id, dimension, complete FROM embedding_model"
+
+# Record the model of the embeddings (the one row of embedding_model).
+RECORD_MODEL = """
+INSERT INTO embedding_model (model_id, dimension, complete) VALUES ($1, $2, $3)
+ON CONFLICT (singleton) DO UPDATE
+SET model_id = excluded.model_id, dimension = excluded.dimension, complete = excluded.complete, recorded_at = now()
+"""
+
+MARK_COMPLETE = "UPDATE embedding_model SET complete = true WHERE model_id = $1 AND dimension = $2"
+
+# The dimension of memories.embedding as declared (atttypmod of a vector column is its dimension).
+COLUMN_DIMENSION = """
+SELECT atttypmod FROM pg_attribute
+WHERE attrelid = 'memories'::regclass AND attname = 'embedding' AND NOT attisdropped
+"""
+
+# Drop every embedding and give the column a new dimension (migration 0006).
+RESET_EMBEDDINGS = "SELECT memanto_reset_embeddings($1)"
+
+# The column's indexes as migration 0007 builds them, for `reembed` after a reset; an index
+# left invalid by a failed concurrent build is dropped first (IF NOT EXISTS would keep it).
+INVALID_EMBEDDING_INDEXES = """
+SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'memories'::regclass AND NOT i.indisvalid
+  AND c.relname IN ('memories_embedding_hnsw', 'memories_unembedded')
+"""
+DROP_HNSW_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS memories_embedding_hnsw"
+DROP_UNEMBEDDED_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS memories_unembedded"
+CREATE_HNSW_INDEX = """
+CREATE INDEX CONCURRENTLY IF NOT EXISTS memories_embedding_hnsw ON memories USING hnsw (embedding vector_cosine_ops)
+"""
+CREATE_UNEMBEDDED_INDEX = """
+CREATE INDEX CONCURRENTLY IF NOT EXISTS memories_unembedded ON memories (created_at, memory_id)
+WHERE embedding IS NULL
+"""
+
+# The `limit` memories of one owner+agent nearest to a query vector, by cosine distance, with
+# recall's filters (as in memories/repository.py SEARCH_TEXT): $1 owner, $2 agent, $3 query
+# vector (real[]), $4 types, $5 tags (all must match), $6 created after, $7 created before
+# ($4-$7 NULL = no filter), $8 limit, $9 the model of $3 (no rows unless it is the recorded
+# model: vectors of two models are not comparable).
+# The inner query is the shape both plans serve: `ORDER BY embedding <=> q LIMIT n` walks the
+# HNSW index, scanning on (hnsw.iterative_scan, set on the app's connections) past other
+# agents' and filtered-out rows until n rows are found or hnsw.max_scan_tuples are read, or
+# the planner reads a small agent's memories by memories_agent_created and sorts them. The
+# iterative scan may return rows slightly out of order, hence the outer sort. Rows without an
+# embedding yet are not returned (full-text search finds them).
+NEAREST = """
+WITH nearest AS MATERIALIZED (
+    SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
+           m.embedding <=> $3::real[]::vector AS distance
+    FROM memories m
+    WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.embedding IS NOT NULL
+      AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
+      AND ($5::text[] IS NULL OR m.tags @> $5::text[])
+      AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
+      AND (SELECT model_id FROM embedding_model) = $9
+    ORDER BY m.embedding <=> $3::real[]::vector
+    LIMIT $8
+)
+SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
+       (1 - distance)::float8 AS similarity
+FROM nearest
+ORDER BY distance, created_at DESC, memory_id DESC
+"""
+
+EXPLAIN_NEAREST = "EXPLAIN " + NEAREST
+
+
+class Pending(msgspec.Struct, frozen=True):
+    """A claimed memory: what its embedding is made of."""
+
+    memory_id: UUID
+    title: str | None
+    content: str
+
+
+class RecordedModel(msgspec.Struct, frozen=True):
+    model_id: str
+    dimension: int
+    complete: bool
+
+
+class Progress(msgspec.Struct, frozen=True):
+    total: int
+    embedded: int
+
+
+def as_real_array(vector: Sequence[float] | np.ndarray) -> list[float]:
+    return np.asarray(vector, dtype=np.float32).ravel().tolist()  # type: ignore[no-any-return]
+
+
+class EmbeddingRepository:
+    """Queries on the app's pool: KNN for recall, the backlog, the recorded model."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def nearest(
+        self,
+        owner_id: str,
+        agent_id: str,
+        query: Sequence[float] | np.ndarray,
+        *,
+        model_id: str,
+        filters: MemoryFilters | None = None,
+        limit: int = 10,
+    ) -> list[MemoryRow]:
+        """The agent's `limit` memories nearest to `query` (a vector of `model_id`), nearest first.
+
+        Each row's `score` is its cosine similarity to the query (1 = same direction, 0 =
+        unrelated, negative = opposed). Only memories passing `filters` and already embedded
+        are returned; none when `model_id` is not the model of the stored embeddings.
+        """
+        filters = filters or MemoryFilters()
+        rows = await self._db.fetch(
+            NEAREST,
+            UUID(owner_id),
+            agent_id,
+            as_real_array(query),
+            list(filters.types) if filters.types else None,
+            list(filters.tags) if filters.tags else None,
+            filters.created_after,
+            filters.created_before,
+            limit,
+            model_id,
+        )
+        return [_memory_row(record) for record in rows]
+
+    async def explain_nearest(
+        self, owner_id: str, agent_id: str, query: Sequence[float] | np.ndarray, *, model_id: str, limit: int = 10
+    ) -> str:
+        """The plan of `nearest` for these arguments (for tests and benchmarks)."""
+        rows = await self._db.fetch(
+            EXPLAIN_NEAREST, UUID(owner_id), agent_id, as_real_array(query), None, None, None, None, limit, model_id
+        )
+        return "\n".join(r[0] for r in rows)
+
+    async def backlog(self, up_to: int = 1_000_000) -> int:
+        """How many memories wait for an embedding (counted up to `up_to`)."""
+        return int(await self._db.fetchval(COUNT_BACKLOG, up_to))
+
+    async def recorded_model(self) -> RecordedModel | None:
+        return await recorded_model(self._db)
+
+    async def progress(self) -> Progress:
+        record = await self._db.fetchrow(COUNT_EMBEDDED)
+        assert record is not None
+        return Progress(total=int(record["total"]), embedded=int(record["embedded"]))
+
+
+def _memory_row(record: asyncpg.Record) -> MemoryRow:
+    created_at: datetime = record["created_at"]
+    return MemoryRow(
+        memory_id=str(record["memory_id"]),
+        agent_id=record["agent_id"],
+        session_id=record["session_id"],
+        type=record["type"],
+        title=record["title"],
+        content=record["content"],
+        tags=list(record["tags"]),
+        confidence=float(record["confidence"]),
+        created_at=created_at,
+        score=float(record["similarity"]),
+    )
+
+
+async def recorded_model(db: Database | asyncpg.Connection[Any]) -> RecordedModel | None:
+    record = await db.fetchrow(GET_MODEL)
+    if record is None:
+        return None
+    return RecordedModel(record["model_id"], int(record["dimension"]), bool(record["complete"]))
+
+
+# The worker's statements, on a connection of its own (it holds rows while it embeds them).
+
+
+async def claim(conn: asyncpg.Connection[Any], limit: int) -> list[Pending]:
+    """Claim up to `limit` memories without an embedding; call inside a transaction."""
+    rows = await conn.fetch(CLAIM_UNEMBEDDED, min(limit, MAX_BATCH))
+    return [Pending(r["memory_id"], r["title"], r["content"]) for r in rows]
+
+
+async def store(
+    conn: asyncpg.Connection[Any], memory_ids: list[UUID], vectors: np.ndarray, *, model_id: str, dimension: int
+) -> int:
+    """Store the embeddings of claimed memories; how many were stored (0 if the model changed)."""
+    status = await conn.execute(STORE_EMBEDDINGS, memory_ids, as_real_array(vectors), dimension, model_id)
+    return int(status.split()[-1])
+
+
+async def column_dimension(conn: asyncpg.Connection[Any]) -> int:
+    return int(await conn.fetchval(COLUMN_DIMENSION))
+
+
+async def record_model(conn: asyncpg.Connection[Any], model_id: str, dimension: int, *, complete: bool) -> None:
+    await conn.execute(RECORD_MODEL, model_id, dimension, complete)
+
+
+async def mark_complete(conn: asyncpg.Connection[Any], model_id: str, dimension: int) -> None:
+    await conn.execute(MARK_COMPLETE, model_id, dimension)
+
+
+async def reset_embeddings(conn: asyncpg.Connection[Any], model_id: str, dimension: int) -> None:
+    """Drop every embedding, size the column for `dimension` and record the model as incomplete."""
+    async with conn.transaction():
+        await conn.execute(RESET_EMBEDDINGS, dimension)
+        await conn.execute(RECORD_MODEL, model_id, dimension, False)
+
+
+async def ensure_indexes(conn: asyncpg.Connection[Any]) -> None:
+    """Build the embedding column's indexes if missing (concurrently; outside a transaction)."""
+    invalid = {r["relname"] for r in await conn.fetch(INVALID_EMBEDDING_INDEXES)}
+    if "memories_embedding_hnsw" in invalid:
+        await conn.execute(DROP_HNSW_INDEX)
+    if "memories_unembedded" in invalid:
+        await conn.execute(DROP_UNEMBEDDED_INDEX)
+    await conn.execute(CREATE_UNEMBEDDED_INDEX)
+    await conn.execute(CREATE_HNSW_INDEX)
+
+
+async def backlog(conn: asyncpg.Connection[Any], up_to: int = 1_000_000) -> int:
+    return int(await conn.fetchval(COUNT_BACKLOG, up_to))
