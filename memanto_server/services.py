@@ -12,9 +12,12 @@ from memanto_server.agents.repository import AgentRepository
 from memanto_server.agents.service import AgentService
 from memanto_server.auth.cache import ApiKeyCache
 from memanto_server.auth.repository import ApiKeyRepository
+from memanto_server.embeddings.base import Embedder
+from memanto_server.embeddings.repository import EmbeddingRepository
 from memanto_server.lib.db import Database
 from memanto_server.lib.redis_client import RedisClient
 from memanto_server.memories.repository import MemoryRepository
+from memanto_server.memories.semantic import EmbeddingSemantic
 from memanto_server.memories.service import MemoryService
 from memanto_server.sessions.expiry import ExpirySweeper
 from memanto_server.sessions.repository import SessionRepository
@@ -44,7 +47,9 @@ class Services(msgspec.Struct, kw_only=True):
         await self.keys.stop()
 
 
-def build_services(settings: Settings, pool: asyncpg.Pool[Any], redis: RedisClient) -> Services:
+def build_services(
+    settings: Settings, pool: asyncpg.Pool[Any], redis: RedisClient, embedder: Embedder | None = None
+) -> Services:
     db = Database(pool, settings.db_acquire_timeout)
     tokens = TokenCodec(settings)
     agent_repository = AgentRepository(db)
@@ -58,9 +63,16 @@ def build_services(settings: Settings, pool: asyncpg.Pool[Any], redis: RedisClie
         tokens=tokens,
         sessions=sessions,
         agents=AgentService(agent_repository, sessions),
-        memories=MemoryService(MemoryRepository(db), sessions),
+        memories=_memories(db, sessions, embedder),
         expiry=ExpirySweeper(db, session_repository, store, settings.sweep_interval_seconds),
     )
+
+
+def _memories(db: Database, sessions: SessionService, embedder: Embedder | None) -> MemoryService:
+    """The memory service, recalling by meaning too when there is an embedder."""
+    memories = MemoryRepository(db)
+    semantic = EmbeddingSemantic(embedder, EmbeddingRepository(db), memories) if embedder is not None else None
+    return MemoryService(memories, sessions, semantic)
 
 
 def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:

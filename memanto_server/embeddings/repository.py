@@ -103,7 +103,7 @@ WHERE embedding IS NULL
 NEAREST = """
 WITH nearest AS MATERIALIZED (
     SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
-           m.embedding <=> $3::real[]::vector AS distance
+           m.seq, m.embedding <=> $3::real[]::vector AS distance
     FROM memories m
     WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.embedding IS NOT NULL
       AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
@@ -114,7 +114,7 @@ WITH nearest AS MATERIALIZED (
     ORDER BY m.embedding <=> $3::real[]::vector
     LIMIT $8
 )
-SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
+SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at, seq,
        (1 - distance)::float8 AS similarity
 FROM nearest
 ORDER BY distance, created_at DESC, memory_id DESC
@@ -217,6 +217,7 @@ def _memory_row(record: asyncpg.Record) -> MemoryRow:
         tags=list(record["tags"]),
         confidence=float(record["confidence"]),
         created_at=created_at,
+        seq=record["seq"],
         score=float(record["similarity"]),
     )
 

@@ -187,6 +187,17 @@ WHERE NOT EXISTS (
 )
 """
 
+# How alike pairs of one agent's memories are in meaning: the cosine similarity of their
+# embeddings ($3 earlier and $4 later memory ids, pairwise); no row for a pair of which a
+# memory has no embedding yet.
+PAIR_SIMILARITY = """
+SELECT p.earlier, p.later, (1 - (a.embedding <=> b.embedding))::float8 AS similarity
+FROM unnest($3::uuid[], $4::uuid[]) AS p(earlier, later)
+JOIN memories a ON a.owner_id = $1 AND a.agent_id = $2 AND a.memory_id = p.earlier
+JOIN memories b ON b.owner_id = $1 AND b.agent_id = $2 AND b.memory_id = p.later
+WHERE a.embedding IS NOT NULL AND b.embedding IS NOT NULL
+"""
+
 LIST_MEMORIES = """
 SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
        source, metadata, updated_at
@@ -409,6 +420,19 @@ class MemoryRepository:
     async def get_many(self, owner_id: str, agent_id: str, memory_ids: list[str]) -> dict[str, MemoryRow]:
         records = await self._db.fetch(GET_MEMORIES, UUID(owner_id), agent_id, [UUID(i) for i in memory_ids])
         return {str(r["memory_id"]): _row(r) for r in records}
+
+    async def pair_similarity(
+        self, owner_id: str, agent_id: str, pairs: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], float]:
+        """Cosine similarity of the embeddings of the two memories of each pair."""
+        records = await self._db.fetch(
+            PAIR_SIMILARITY,
+            UUID(owner_id),
+            agent_id,
+            [UUID(earlier) for earlier, _ in pairs],
+            [UUID(later) for _, later in pairs],
+        )
+        return {(str(r["earlier"]), str(r["later"])): float(r["similarity"]) for r in records}
 
     async def similar_words(self, owner_id: str, agent_id: str, words: list[str]) -> dict[str, list[str]]:
         """For each of `words` that no memory of the agent holds, the agent's own words

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 import msgspec
 
-from memanto_server.errors import InvalidInput, NotFound, Unauthorized
+from memanto_server.errors import DependencyUnavailable, InvalidInput, NotFound, Unauthorized
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import iso_z
@@ -52,12 +53,14 @@ from memanto_server.memories.search.ranking import (
     supersede,
     superseding,
 )
+from memanto_server.memories.semantic import SemanticUnavailable
 from memanto_server.ops.metrics import MEMORIES_STORED, RECALL_RESULTS
 from memanto_server.sessions.service import SessionService
 from memanto_server.sessions.store import LiveState
 from memanto_server.sessions.tokens import SessionClaims
 
 T = TypeVar("T")
+logger = logging.getLogger("memanto.memories")
 
 
 class ListCursor(msgspec.Struct, forbid_unknown_fields=True):
@@ -130,6 +133,7 @@ class Ranking(msgspec.Struct, frozen=True):
     ranked: list[Ranked]
     candidates: dict[str, Candidate]
     rows: dict[str, MemoryRow]
+    mode: str  # the signals it ranked by: "text" when meaning was asked for but unavailable
 
 
 async def _done(value: T) -> T:
@@ -246,10 +250,18 @@ class MemoryService:
         }
 
     async def _nearest(
-        self, claims: SessionClaims, query: str, filters: MemoryFilters
-    ) -> list[tuple[MemoryRow, float]]:
+        self, claims: SessionClaims, query: str, mode: str, filters: MemoryFilters
+    ) -> list[tuple[MemoryRow, float]] | None:
+        """The nearest memories in meaning; None when the embedder cannot embed the query now
+        (hybrid recall goes on with its text signals; semantic recall is unavailable)."""
         assert self._semantic is not None
-        return await self._semantic.nearest(claims.owner_id, claims.agent_id, query, filters, SEMANTIC_CANDIDATES)
+        try:
+            return await self._semantic.nearest(claims.owner_id, claims.agent_id, query, filters, SEMANTIC_CANDIDATES)
+        except SemanticUnavailable as exc:
+            if mode == "semantic":
+                raise DependencyUnavailable("the embedding model does not answer; try again shortly") from None
+            logger.warning("recall by meaning unavailable, ranking by text only: %s", exc)
+            return None
 
     async def _rank(self, claims: SessionClaims, query_text: str, mode: str, filters: MemoryFilters) -> Ranking:
         """Every memory with evidence for the query, best first, by the signals of `mode`."""
@@ -258,8 +270,10 @@ class MemoryService:
         use_semantic = mode != "text" and self._semantic is not None
         text, nearest = await asyncio.gather(
             self._text(claims, query, filters) if use_text else _done({}),
-            self._nearest(claims, query_text, filters) if use_semantic else _done([]),
+            self._nearest(claims, query_text, mode, filters) if use_semantic else _done([]),
         )
+        if nearest is None:
+            use_semantic, nearest = False, []
         candidates = {memory_id: found.candidate for memory_id, found in text.items()}
         rows: dict[str, MemoryRow] = {}
         similarity: dict[str, float] = {}
@@ -277,7 +291,7 @@ class MemoryService:
             alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs) if use_semantic else {}
             assert alike is not None
             ranked = supersede(ranked, superseding(ranked, pairs, shares, alike))
-        return Ranking(ranked, candidates, rows)
+        return Ranking(ranked, candidates, rows, "text" if mode == "hybrid" and not use_semantic else mode)
 
     async def _rows(self, claims: SessionClaims, ranking: Ranking, ranked: list[Ranked]) -> dict[str, MemoryRow]:
         """The memories of `ranked`, read once (those nearest-neighbour search returned are known)."""
@@ -322,7 +336,7 @@ class MemoryService:
             memories=[_recalled(rows[r.memory_id], r) for r, _ in page],
             count=len(page),
             next_cursor=encode_recall_cursor(page[-1][1], as_of, fingerprint) if more and page else None,
-            mode=mode,
+            mode=ranking.mode if mode == "hybrid" else mode,
         )
         return result, state.expires_ms
 
@@ -334,8 +348,9 @@ class MemoryService:
         sources = [Source(r.memory_id, rows[r.memory_id].title, rows[r.memory_id].content, r.relevance) for r in top]
         sentences = await asyncio.to_thread(sentences_of, sources)
         similarities = None
-        if self._semantic is not None and sentences:
-            similarities = await self._semantic.similarities(request.question, [s.text for s in sentences])
+        if self._semantic is not None and sentences and ranking.mode == "hybrid":
+            with contextlib.suppress(SemanticUnavailable):
+                similarities = await self._semantic.similarities(request.question, [s.text for s in sentences])
         said = await asyncio.to_thread(extract_answer, request.question, sources, sentences, similarities)
         used = list(dict.fromkeys(e.memory_id for e in said.extracts))
         by_id = {r.memory_id: r for r in top}
