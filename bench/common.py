@@ -24,13 +24,13 @@ PG_SERVER_URL = os.environ.get("MEMANTO_BENCH_POSTGRES_URL", "postgresql://postg
 REDIS_URL = os.environ.get("MEMANTO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def database_url(name: str) -> str:
-    return f"{PG_SERVER_URL}/{name}"
+def database_url(name: str, server: str | None = None) -> str:
+    return f"{server or PG_SERVER_URL}/{name}"
 
 
-async def fresh_database(name: str) -> str:
-    url = database_url(name)
-    admin = await asyncpg.connect(f"{PG_SERVER_URL}/postgres")
+async def fresh_database(name: str, server: str | None = None) -> str:
+    url = database_url(name, server)
+    admin = await asyncpg.connect(f"{server or PG_SERVER_URL}/postgres")
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -39,8 +39,8 @@ async def fresh_database(name: str) -> str:
     return url
 
 
-async def drop_database(name: str) -> None:
-    admin = await asyncpg.connect(f"{PG_SERVER_URL}/postgres")
+async def drop_database(name: str, server: str | None = None) -> None:
+    admin = await asyncpg.connect(f"{server or PG_SERVER_URL}/postgres")
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
