@@ -19,14 +19,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Without MEMANTO_DATABASE_URL these use a project-local Postgres with pgvector (data kept in
+# .memanto-dev/postgres, started for the command and stopped after it, or reused while running);
+# with it, that server. Redis is expected at MEMANTO_REDIS_URL (default 127.0.0.1:6379).
+WITH_PG := $(BIN)/memanto-server local-postgres --
+
 migrate: install
-	$(BIN)/memanto-server migrate
+	$(WITH_PG) $(BIN)/memanto-server migrate
 
 key: install
-	$(BIN)/memanto-server keys dev
+	$(WITH_PG) $(BIN)/memanto-server keys dev
 
-run: migrate key
-	$(BIN)/memanto-server serve --host $(HOST) --port $(PORT)
+run: install
+	$(WITH_PG) sh -c '$(BIN)/memanto-server migrate && $(BIN)/memanto-server keys dev && \
+		exec $(BIN)/memanto-server serve --host $(HOST) --port $(PORT)'
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

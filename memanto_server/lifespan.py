@@ -18,6 +18,9 @@ import asyncpg
 import msgspec
 from litestar import Litestar
 
+from memanto_server.embeddings.base import Embedder
+from memanto_server.embeddings.factory import open_embedder
+from memanto_server.embeddings.service import check_model
 from memanto_server.errors import OUTAGE_ERRORS
 from memanto_server.lib.redis_client import RedisClient, open_redis
 from memanto_server.services import build_services
@@ -85,17 +88,37 @@ async def warm_pool(pool: asyncpg.Pool[Any], settings: Settings) -> None:
         logger.warning("Postgres is not reachable at start-up (%s); will retry on demand", type(exc).__name__)
 
 
+async def check_embedding_model(pool: asyncpg.Pool[Any], embedder: Embedder | None, settings: Settings) -> None:
+    """Refuse to start (ModelRefused) with an embedder whose model is not the database's; when
+    Postgres is down, start anyway: the worker stores nothing and KNN finds nothing for a wrong model."""
+    if embedder is None:
+        return
+    try:
+        async with pool.acquire(timeout=settings.db_connect_timeout) as conn:
+            await check_model(conn, embedder)
+    except OUTAGE_ERRORS as exc:
+        logger.warning("the embedding model was not checked at start-up (%s)", type(exc).__name__)
+
+
 @asynccontextmanager
 async def backends(app: Litestar) -> AsyncIterator[None]:
     """Put the pool, the Redis client (one server or a cluster) and the services on `app.state`; close in order."""
     settings: Settings = app.state.settings
+    embedder = await open_embedder(settings)
     pool = await open_pool(settings)
     redis = redis_from(settings)
-    services = build_services(settings, pool, redis)
+    services = build_services(settings, pool, redis, embedder)
     app.state.pool = pool
     app.state.redis = redis
     app.state.services = services
     await warm_pool(pool, settings)
+    try:
+        await check_embedding_model(pool, embedder, settings)
+    except BaseException:
+        await services.stop()
+        await pool.close()
+        await redis.aclose()
+        raise
     await services.start()
     # Everything made so far lives as long as the process: keep it out of the collector's
     # sight, so that collections triggered by requests scan only what requests made

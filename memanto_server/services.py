@@ -14,6 +14,7 @@ from memanto_server.auth.cache import ApiKeyCache
 from memanto_server.auth.repository import ApiKeyRepository
 from memanto_server.embeddings.base import Embedder
 from memanto_server.embeddings.repository import EmbeddingRepository
+from memanto_server.embeddings.worker import BacklogMonitor, EmbeddingWorker
 from memanto_server.lib.db import Database
 from memanto_server.lib.redis_client import RedisClient
 from memanto_server.memories.repository import MemoryRepository
@@ -37,14 +38,30 @@ class Services(msgspec.Struct, kw_only=True):
     agents: AgentService
     memories: MemoryService
     expiry: ExpirySweeper
+    # Recall by meaning: the embedder (None when MEMANTO_EMBEDDER=none), KNN and the backlog,
+    # and this process's embedding worker (None when MEMANTO_EMBEDDING_WORKER is off).
+    embedder: Embedder | None = None
+    embeddings: EmbeddingRepository | None = None
+    embedding_worker: EmbeddingWorker | None = None
+    embedding_backlog: BacklogMonitor | None = None
 
     async def start(self) -> None:
         await self.keys.start()
         await self.expiry.start()
+        if self.embedding_backlog is not None:
+            self.embedding_backlog.start()
+        if self.embedding_worker is not None:
+            self.embedding_worker.start()
 
     async def stop(self) -> None:
+        if self.embedding_worker is not None:
+            await self.embedding_worker.stop()
+        if self.embedding_backlog is not None:
+            await self.embedding_backlog.stop()
         await self.expiry.stop()
         await self.keys.stop()
+        if self.embedder is not None:
+            await self.embedder.close()
 
 
 def build_services(
@@ -65,6 +82,26 @@ def build_services(
         agents=AgentService(agent_repository, sessions),
         memories=_memories(db, sessions, embedder),
         expiry=ExpirySweeper(db, session_repository, store, settings.sweep_interval_seconds),
+        embedder=embedder,
+        embeddings=EmbeddingRepository(db),
+        embedding_worker=_worker(settings, embedder) if embedder is not None and settings.embedding_worker else None,
+        embedding_backlog=_backlog(settings, db) if embedder is not None else None,
+    )
+
+
+def _backlog(settings: Settings, db: Database) -> BacklogMonitor:
+    return BacklogMonitor(EmbeddingRepository(db), settings.embedding_backlog_seconds)
+
+
+def _worker(settings: Settings, embedder: Embedder) -> EmbeddingWorker:
+    return EmbeddingWorker(
+        settings.database_url,
+        embedder,
+        batch_size=settings.embedding_batch_size,
+        max_chars=settings.embedding_max_chars,
+        poll_seconds=settings.embedding_poll_seconds,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout=settings.db_statement_timeout,
     )
 
 

@@ -74,6 +74,35 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Where the counts live (a redis:// or redis+cluster:// URL); empty: `redis_url`.
     rate_limit_storage_url: str = ""
 
+    # --- Embeddings: recall by meaning (memanto_server/embeddings/) ---
+    # `local`: an ONNX model in this process (the bundled one, or `embedding_model_dir`);
+    # `openai`: an OpenAI-compatible `POST /v1/embeddings` endpoint (OpenAI, Ollama, vLLM, TEI);
+    # `none`: recall by meaning off (full text only).
+    embedder: Literal["local", "openai", "none"] = "local"
+    # A folder with model.onnx, tokenizer.json and optionally embedder.json (local embedder).
+    embedding_model_dir: str = ""
+    # ONNX Runtime threads per embedding call: the share of a core the worker may take.
+    embedding_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    # The endpoint's base URL (…/v1), model name, key and dimension (0: learnt from one call).
+    embedding_url: str = ""
+    embedding_model: str = ""
+    embedding_api_key: str = ""
+    embedding_dimension: Annotated[int, msgspec.Meta(ge=0, le=16_000)] = 0
+    # Prefixes some models expect (e5: "query: " and "passage: "), for the endpoint's model.
+    embedding_query_prefix: str = ""
+    embedding_document_prefix: str = ""
+    embedding_timeout: Seconds = 10.0
+    embedding_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
+    # Memories per worker batch (and per endpoint request); text per memory is cut at max_chars.
+    embedding_batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] = 32
+    embedding_max_chars: Annotated[int, msgspec.Meta(ge=100, le=100_000)] = 4000
+    # Run the embedding worker in each app process (off: run `memanto-server worker` instead).
+    embedding_worker: bool = True
+    # The worker wakes on new memories (LISTEN/NOTIFY); it also looks this often, in case.
+    embedding_poll_seconds: Seconds = 5.0
+    # How often the backlog metric (memanto_embedding_backlog) is refreshed.
+    embedding_backlog_seconds: Seconds = 5.0
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
@@ -96,7 +125,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 continue
             if name == "previous_secret_keys":
                 raw[name] = [part.strip() for part in value.split(",") if part.strip()]
-            elif name in ("env", "log_level", "log_format"):
+            elif name in ("env", "log_level", "log_format", "embedder"):
                 raw[name] = value.strip().lower() if name != "log_level" else value.strip().upper()
             else:
                 raw[name] = value
@@ -118,6 +147,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         self._check_secrets()
         self._check_urls()
         self._check_bounds()
+        self._check_embedder()
 
     def _check_secrets(self) -> None:
         for name, value in (
@@ -145,6 +175,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     parse(value)
             except ValueError as exc:
                 raise SettingsError(f"{ENV_PREFIX}{name}: {exc}") from None
+
+    def _check_embedder(self) -> None:
+        if self.embedder != "openai":
+            return
+        if not self.embedding_url.startswith(("http://", "https://")):
+            raise SettingsError(f"{ENV_PREFIX}EMBEDDING_URL must be an http(s):// URL when {ENV_PREFIX}EMBEDDER=openai")
+        if not self.embedding_model:
+            raise SettingsError(f"{ENV_PREFIX}EMBEDDING_MODEL must name the model when {ENV_PREFIX}EMBEDDER=openai")
 
     def _check_bounds(self) -> None:
         for smaller, larger in (

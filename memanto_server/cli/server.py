@@ -1,4 +1,4 @@
-"""`memanto-server`: the admin command line (serve, migrate, keys)."""
+"""`memanto-server`: the admin command line (serve, migrate, keys, worker, reembed, local-postgres)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import click
 from memanto_server.auth.cache import publish_revocation
 from memanto_server.auth.keys import display_prefix, generate_api_key, hash_api_key, new_key_id
 from memanto_server.auth.repository import ApiKeyRepository
+from memanto_server.cli.embeddings import check_embedding_model, reembed_command, worker_command
+from memanto_server.cli.local_postgres import local_postgres_command
 from memanto_server.errors import OUTAGE_ERRORS
 from memanto_server.lib.db import Database
 from memanto_server.lib.migrations import MigrationError, migrate
@@ -90,6 +92,7 @@ def serve(host: str, port: int, workers: int, graceful_timeout: int) -> None:
     from memanto_server.ops.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 
     settings = _settings()  # refuse to start on a bad setting, before any worker exists
+    check_embedding_model(settings)  # and on an embedding model the database does not hold
     metrics_dir = prepare_multiprocess_dir(workers)  # before the workers start: they inherit it
     if metrics_dir is not None:
         click.echo(f"memanto-server: {workers} workers share metrics through {metrics_dir}", err=True)
@@ -192,6 +195,11 @@ def keys_dev() -> None:
             handle.write(key + "\n")
     click.echo(f"Development API key (kept in {DEV_KEY_FILE}):")
     click.echo(key)
+
+
+main.add_command(worker_command)
+main.add_command(reembed_command)
+main.add_command(local_postgres_command)
 
 
 if __name__ == "__main__":

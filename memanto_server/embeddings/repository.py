@@ -24,10 +24,11 @@ MAX_BATCH = 256
 
 # The memories to embed next, held until the transaction ends (the caller's): concurrent
 # workers skip each other's rows (SKIP LOCKED), so each memory is embedded by one of them.
-# Oldest first, by the partial index memories_unembedded. $1 = how many.
+# Oldest first, by the partial index memories_unembedded. $1 = how many, $2 = memories to
+# pass over (their text was refused by the embedder).
 CLAIM_UNEMBEDDED = """
 SELECT memory_id, title, content FROM memories
-WHERE embedding IS NULL
+WHERE embedding IS NULL AND memory_id <> ALL($2::uuid[])
 ORDER BY created_at, memory_id
 LIMIT $1
 FOR UPDATE SKIP LOCKED
@@ -59,6 +60,13 @@ RECORD_MODEL = """
 INSERT INTO embedding_model (model_id, dimension, complete) VALUES ($1, $2, $3)
 ON CONFLICT (singleton) DO UPDATE
 SET model_id = excluded.model_id, dimension = excluded.dimension, complete = excluded.complete, recorded_at = now()
+"""
+
+# The first model recorded; of processes starting at once with different models, one wins
+# and the others find its model recorded.
+RECORD_FIRST_MODEL = """
+INSERT INTO embedding_model (model_id, dimension, complete) VALUES ($1, $2, true)
+ON CONFLICT (singleton) DO NOTHING
 """
 
 MARK_COMPLETE = "UPDATE embedding_model SET complete = true WHERE model_id = $1 AND dimension = $2"
@@ -199,11 +207,6 @@ class EmbeddingRepository:
     async def recorded_model(self) -> RecordedModel | None:
         return await recorded_model(self._db)
 
-    async def progress(self) -> Progress:
-        record = await self._db.fetchrow(COUNT_EMBEDDED)
-        assert record is not None
-        return Progress(total=int(record["total"]), embedded=int(record["embedded"]))
-
 
 def _memory_row(record: asyncpg.Record) -> MemoryRow:
     created_at: datetime = record["created_at"]
@@ -232,9 +235,9 @@ async def recorded_model(db: Database | asyncpg.Connection[Any]) -> RecordedMode
 # The worker's statements, on a connection of its own (it holds rows while it embeds them).
 
 
-async def claim(conn: asyncpg.Connection[Any], limit: int) -> list[Pending]:
+async def claim(conn: asyncpg.Connection[Any], limit: int, skip: list[UUID] | None = None) -> list[Pending]:
     """Claim up to `limit` memories without an embedding; call inside a transaction."""
-    rows = await conn.fetch(CLAIM_UNEMBEDDED, min(limit, MAX_BATCH))
+    rows = await conn.fetch(CLAIM_UNEMBEDDED, min(limit, MAX_BATCH), skip or [])
     return [Pending(r["memory_id"], r["title"], r["content"]) for r in rows]
 
 
@@ -252,6 +255,10 @@ async def column_dimension(conn: asyncpg.Connection[Any]) -> int:
 
 async def record_model(conn: asyncpg.Connection[Any], model_id: str, dimension: int, *, complete: bool) -> None:
     await conn.execute(RECORD_MODEL, model_id, dimension, complete)
+
+
+async def record_first_model(conn: asyncpg.Connection[Any], model_id: str, dimension: int) -> None:
+    await conn.execute(RECORD_FIRST_MODEL, model_id, dimension)
 
 
 async def mark_complete(conn: asyncpg.Connection[Any], model_id: str, dimension: int) -> None:
@@ -274,6 +281,12 @@ async def ensure_indexes(conn: asyncpg.Connection[Any]) -> None:
         await conn.execute(DROP_UNEMBEDDED_INDEX)
     await conn.execute(CREATE_UNEMBEDDED_INDEX)
     await conn.execute(CREATE_HNSW_INDEX)
+
+
+async def progress(conn: asyncpg.Connection[Any]) -> Progress:
+    record = await conn.fetchrow(COUNT_EMBEDDED)
+    assert record is not None
+    return Progress(total=int(record["total"]), embedded=int(record["embedded"]))
 
 
 async def backlog(conn: asyncpg.Connection[Any], up_to: int = 1_000_000) -> int:

@@ -31,6 +31,14 @@ async def _check(probe: Any, timeout: float) -> str:
     return "ok"
 
 
+def _embeddings(services: Any) -> str:
+    """The embedding backlog as last counted (informational), or "off"."""
+    monitor = services.embedding_backlog
+    if monitor is None:
+        return "off"
+    return "backlog unknown" if monitor.last is None else f"backlog {monitor.last}"
+
+
 class HealthController(Controller):
     path = "/health"
     tags = ["service"]
@@ -41,7 +49,7 @@ class HealthController(Controller):
 
     @get(
         "/ready",
-        summary="Postgres and Redis answer (503 when one does not)",
+        summary="Postgres and Redis answer (503 when one does not); the embedding backlog, for information",
         responses={503: ResponseSpec(Readiness, description="A backend does not answer", generate_examples=False)},
     )
     async def ready(self, state: State) -> Response[Readiness]:
@@ -51,7 +59,9 @@ class HealthController(Controller):
             _check(services.db.fetchval("SELECT 1"), timeout),
             _check(services.redis.ping(), timeout),
         )
-        checks = {"postgres": postgres, "redis": redis}
+        checks = {"postgres": postgres, "redis": redis, "embeddings": _embeddings(services)}
+        # Memories waiting for their embedding are found by full text meanwhile: not a reason
+        # to take the instance out of the load balancer.
         ok = postgres == "ok" and redis == "ok"
         headers = {} if ok else {"Retry-After": str(state.settings.retry_after_seconds)}
         return Response(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -47,6 +47,21 @@ DEPENDENCY_ERRORS = Counter(
     "memanto_dependency_errors",
     "Failures of a backend seen by the app, by backend (postgres, redis, ratelimit, other)",
     ["backend"],
+)
+
+# Recall by meaning: memories waiting for the embedding worker (every process reads the same
+# number from Postgres; in multiprocess mode the live processes' largest is shown), and the work.
+EMBEDDING_BACKLOG = Gauge(
+    "memanto_embedding_backlog", "Memories stored but not embedded yet", multiprocess_mode="livemax"
+)
+EMBEDDINGS_STORED = Counter("memanto_embeddings_stored", "Memories embedded by the embedding worker")
+EMBEDDING_BATCH_DURATION = Histogram(
+    "memanto_embedding_batch_duration_seconds",
+    "Time to claim, embed and store one batch of memories",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+EMBEDDING_ERRORS = Counter(
+    "memanto_embedding_errors", "Batches the worker could not embed, by kind (unavailable, failed)", ["kind"]
 )
 
 
