@@ -2,21 +2,24 @@
 
     python -m bench.quality.run [--modes hybrid,text,semantic] [--write]
 
-Starts one server (`memanto-server serve`, one worker) on a database of its own
-(`memanto_bench_quality`; `MEMANTO_BENCH_POSTGRES_URL` names the Postgres server, which
-must have pgvector for the semantic modes), stores every agent's memories in batches of
-8 in the order of the data set (so a knowledge update is stored after the fact it
-replaces, sometimes in the same batch), waits until every memory is embedded, then asks
-every question with `recall` (limit 10) in each mode and with `answer`. Prints Recall@5,
-MRR and the other figures of each mode, and reciprocal rank fusion of the text and
-semantic lists beside them; `--write` puts them in docs/benchmarks.md between the
-markers of its quality section and the raw outcomes in bench/results/quality.json.
+Starts one server (`memanto-server serve`, one worker, the default embedder: the bundled
+local model, embedding in-process) on a database of its own (`memanto_bench_quality`) on
+a throwaway Postgres with pgvector (or the server `MEMANTO_BENCH_POSTGRES_URL` names);
+stores every agent's memories in batches of 8 in the order of the data set (so a
+knowledge update is stored after the fact it replaces, sometimes in the same batch);
+waits until every memory is embedded; then asks every question with `recall` (limit 10)
+in each mode and with `answer`. Prints Recall@5, MRR and the other figures of each mode,
+and reciprocal rank fusion of the text and semantic lists beside them; `--write` puts
+them in docs/benchmarks.md between the markers of its quality section and the raw
+outcomes in bench/results/quality.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import re
 import secrets
 import time
@@ -28,6 +31,7 @@ import httpx
 
 from bench.common import ROOT, create_key, drop_database, fresh_database, server
 from bench.quality.metrics import Agent, Outcome, dump, load, rrf, summarise
+from memanto_server.lib.local_postgres import throwaway_server
 from memanto_server.memories.service import NO_ANSWER
 
 DB_NAME = "memanto_bench_quality"
@@ -140,15 +144,11 @@ def write_section(markdown: str, path: Path = ROOT / "docs" / "benchmarks.md") -
     path.write_text(text)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modes", default="hybrid,text,semantic")
-    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md and bench/results")
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    args = parser.parse_args()
-    modes = args.modes.split(",")
-    agents = load()
-    url = await fresh_database(DB_NAME)
+async def measure(
+    agents: list[Agent], modes: list[str], postgres: str, *, keep: bool
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[tuple[str, int], Outcome]], float]:
+    """Store every agent's memories in a fresh database, ask every question; the figures of each mode."""
+    url = await fresh_database(DB_NAME, postgres)
     try:
         conn = await asyncpg.connect(url)
         try:
@@ -174,8 +174,23 @@ async def main() -> None:
         summaries = {mode: summarise(agents, found) for mode, found in outcomes.items()}
         elapsed = time.perf_counter() - started
     finally:
-        if not args.keep:
-            await drop_database(DB_NAME)
+        if not keep:
+            await drop_database(DB_NAME, postgres)
+    return summaries, outcomes, elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modes", default="hybrid,text,semantic")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md and bench/results")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    modes = args.modes.split(",")
+    agents = load()
+    with contextlib.ExitStack() as stack:
+        given = os.environ.get("MEMANTO_BENCH_POSTGRES_URL")
+        postgres = given.rstrip("/") if given else stack.enter_context(throwaway_server()).url
+        summaries, outcomes, elapsed = await measure(agents, modes, postgres, keep=args.keep)
     report = table(summaries)
     print(report)
     print(f"({sum(len(a.questions) for a in agents)} questions over {len(agents)} agents in {elapsed:.0f} s)")

@@ -288,9 +288,8 @@ class MemoryService:
         order = {memory_id: order_key(c) for memory_id, c in candidates.items()}
         pairs = contenders(ranked, order)
         if pairs:
-            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs) if use_semantic else {}
-            assert alike is not None
-            ranked = supersede(ranked, superseding(ranked, pairs, shares, alike))
+            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs) if use_semantic else None
+            ranked = supersede(ranked, superseding(pairs, shares, alike))
         return Ranking(ranked, candidates, rows, "text" if mode == "hybrid" and not use_semantic else mode)
 
     async def _rows(self, claims: SessionClaims, ranking: Ranking, ranked: list[Ranked]) -> dict[str, MemoryRow]:

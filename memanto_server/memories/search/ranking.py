@@ -46,22 +46,20 @@ SATURATION = 0.4
 GRAM_STRENGTH = 0.8
 # Text evidence: the share of the query's weight held, raised to soften partial matches.
 TEXT_CEILING = 0.9
-TEXT_POWER = 0.8
+TEXT_POWER = 1.0
 # Semantic evidence: a linear map of cosine similarity from SEMANTIC_FLOOR (none) to
 # SEMANTIC_FULL (as strong as evidence gets), times SEMANTIC_CEILING.
-SEMANTIC_FLOOR = 0.25
-SEMANTIC_FULL = 0.75
+SEMANTIC_FLOOR = 0.15
+SEMANTIC_FULL = 0.6
 SEMANTIC_CEILING = 0.9
 RECENCY_BONUS = 0.02
-# Knowledge updates: a later memory on the same subject as an earlier one and nearly as
-# relevant ranks directly above it. Same subject: their embeddings are this similar (then
-# "nearly as relevant" is at least SUPERSEDES_AT of the earlier one's relevance), or,
-# without embeddings, they hold the query through mostly the same words (then at least
-# SUPERSEDES_BY_WORDS_AT: holding the same word is weaker evidence of one subject, and a
-# title match or more mentions must still rank above a passing mention).
-SUPERSEDES_AT = 0.45
-SUPERSEDES_BY_WORDS_AT = 0.8
-SAME_SUBJECT_SIMILARITY = 0.6
+# Knowledge updates: of two memories on one subject that match a query nearly as well (the
+# later at least NEARLY_AS_RELEVANT of the earlier's relevance), the later ranks first. One
+# subject: they hold the query through mostly the same words (SAME_SUBJECT_WORDS of the
+# weight of the one that holds less) and, with embeddings, their embeddings are at least
+# SAME_SUBJECT_SIMILARITY alike.
+NEARLY_AS_RELEVANT = 0.8
+SAME_SUBJECT_SIMILARITY = 0.5
 SAME_SUBJECT_WORDS = 0.5
 # How far down the ranked list later memories are looked for.
 SUPERSEDE_WINDOW = 20
@@ -203,13 +201,13 @@ def rank(
 
 def contenders(ranked: Sequence[Ranked], order: dict[str, tuple[datetime, int, str]]) -> list[tuple[str, str]]:
     """The pairs (earlier memory, later memory) in which the later ranks below the earlier
-    and is nearly as relevant: if they are about the same subject, the later supersedes."""
+    and is nearly as relevant (at least NEARLY_AS_RELEVANT of its relevance)."""
     window = ranked[:SUPERSEDE_WINDOW]
     return [
         (above.memory_id, below.memory_id)
         for i, above in enumerate(window)
         for below in window[i + 1 :]
-        if order[below.memory_id] > order[above.memory_id] and below.relevance >= SUPERSEDES_AT * above.relevance
+        if order[below.memory_id] > order[above.memory_id] and below.relevance >= NEARLY_AS_RELEVANT * above.relevance
     ]
 
 
@@ -222,23 +220,18 @@ def same_words(earlier: TextShare, later: TextShare) -> bool:
 
 
 def superseding(
-    ranked: Sequence[Ranked],
-    pairs: Iterable[tuple[str, str]],
-    shares: dict[str, TextShare],
-    alike: dict[tuple[str, str], float],
+    pairs: Iterable[tuple[str, str]], shares: dict[str, TextShare], alike: dict[tuple[str, str], float] | None
 ) -> list[tuple[str, str]]:
-    """Of the contending pairs, those where the later memory supersedes the earlier."""
-    relevance = {r.memory_id: r.relevance for r in ranked}
+    """Of the contending pairs, those about one subject: they hold the query through
+    mostly the same words and, when there are embeddings (`alike` not None), their
+    embeddings are at least SAME_SUBJECT_SIMILARITY alike."""
     return [
         (earlier, later)
         for earlier, later in pairs
-        if alike.get((earlier, later), 0.0) >= SAME_SUBJECT_SIMILARITY
-        or (
-            earlier in shares
-            and later in shares
-            and relevance[later] >= SUPERSEDES_BY_WORDS_AT * relevance[earlier]
-            and same_words(shares[earlier], shares[later])
-        )
+        if earlier in shares
+        and later in shares
+        and same_words(shares[earlier], shares[later])
+        and (alike is None or alike.get((earlier, later), 0.0) >= SAME_SUBJECT_SIMILARITY)
     ]
 
 
