@@ -28,9 +28,9 @@ import snowballstemmer
 from memanto_server.memories.search.grammar import STOP_WORDS, ngrams, words
 from memanto_server.memories.search.ranking import fuse, semantic_evidence
 
-ANSWER_FLOOR = 0.3
+ANSWER_FLOOR = 0.2
 # A sentence is kept while it scores at least this share of the best one.
-CLOSE_TO_BEST = 0.6
+CLOSE_TO_BEST = 0.5
 _LINES = regex.compile(r"\n\s*")
 _STEMMER = snowballstemmer.stemmer("english")
 

@@ -114,7 +114,7 @@ class RecalledMemory(msgspec.Struct, kw_only=True):
     title: str | None
     tags: list[str]
     confidence: float
-    score: float  # 0-1: at or above 0.45 a real match, below 0.2 an incidental one (docs/api.md)
+    score: float  # 0-1: at or above 0.6 a strong match, below 0.2 an incidental one (docs/api.md)
     created_at: str
     session_id: str
     signals: list[str] = msgspec.field(default_factory=list)  # what matched: text, typo, semantic

@@ -64,7 +64,7 @@ SAME_SUBJECT_WORDS = 0.5
 # How far down the ranked list later memories are looked for.
 SUPERSEDE_WINDOW = 20
 
-STRONG = 0.45
+STRONG = 0.6
 WEAK = 0.2
 
 TEXT, SEMANTIC = "text", "semantic"
