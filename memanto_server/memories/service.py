@@ -289,7 +289,7 @@ class MemoryService:
         pairs = contenders(ranked, order)
         if pairs:
             alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs) if use_semantic else None
-            ranked = supersede(ranked, superseding(pairs, shares, alike))
+            ranked = supersede(ranked, superseding(pairs, shares, alike), order)
         return Ranking(ranked, candidates, rows, "text" if mode == "hybrid" and not use_semantic else mode)
 
     async def _rows(self, claims: SessionClaims, ranking: Ranking, ranked: list[Ranked]) -> dict[str, MemoryRow]:

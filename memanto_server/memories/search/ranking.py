@@ -235,9 +235,12 @@ def superseding(
     ]
 
 
-def supersede(ranked: list[Ranked], pairs: Iterable[tuple[str, str]]) -> list[Ranked]:
-    """`ranked` with the later memory of each pair moved directly above the earlier one
-    (its score just above the earlier one's), the earliest pairs first."""
+def supersede(
+    ranked: list[Ranked], pairs: Iterable[tuple[str, str]], order: dict[str, tuple[datetime, int, str]]
+) -> list[Ranked]:
+    """`ranked` with the later memory of each pair given a score just above the earlier
+    one's, the earliest pairs first; in order of (score, `order`) again, the order pages
+    follow."""
     result = list(ranked)
     for earlier, later in pairs:
         position = {r.memory_id: i for i, r in enumerate(result)}
@@ -247,4 +250,4 @@ def supersede(ranked: list[Ranked], pairs: Iterable[tuple[str, str]]) -> list[Ra
         moved = result.pop(below)
         lifted = msgspec.structs.replace(moved, score=round(result[above].score + 1e-6, 6))
         result.insert(above, lifted)
-    return result
+    return sorted(result, key=lambda r: (r.score, order[r.memory_id]), reverse=True)

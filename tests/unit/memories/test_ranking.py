@@ -132,7 +132,7 @@ def test_a_later_memory_on_the_same_subject_supersedes() -> None:
     assert superseding(pairs, shares, {**alike, ("plan_old", "plan_new"): 0.3}) == []
     chosen = superseding(pairs, shares, {**alike, ("plan_old", "plan_new"): 0.7})
     assert chosen == [("plan_old", "plan_new")]
-    moved = supersede(ranked, chosen)
+    moved = supersede(ranked, chosen, order)
     assert [r.memory_id for r in moved] == ["plan_new", "plan_old", "other"]
     assert [r.score for r in moved] == sorted((r.score for r in moved), reverse=True)
 
@@ -149,3 +149,18 @@ def test_a_much_weaker_later_memory_supersedes_nothing() -> None:
     ranked = [Ranked("strong", 0.9, ("text",), 0.9), Ranked("weak", 0.2, ("text",), 0.2)]
     order = {"strong": order_key(candidate("strong", 0)), "weak": order_key(candidate("weak", 1))}
     assert contenders(ranked, order) == []
+
+
+def test_a_lifted_memory_keeps_the_list_in_the_order_pages_follow() -> None:
+    # "tie" and "earlier" score the same; lifting "later" above "earlier" puts it above "tie" too.
+    candidates = [candidate("tie", 2, 3), candidate("earlier", 1, 1), candidate("later", 5, 9)]
+    order = {c.memory_id: order_key(c) for c in candidates}
+    ranked = [
+        Ranked("tie", 0.5, ("text",), 0.5),
+        Ranked("earlier", 0.5, ("text",), 0.5),
+        Ranked("later", 0.45, (), 0.45),
+    ]
+    moved = supersede(ranked, [("earlier", "later")], order)
+    keys = [(r.score, order[r.memory_id]) for r in moved]
+    assert keys == sorted(keys, reverse=True)
+    assert [r.memory_id for r in moved] == ["later", "tie", "earlier"]
