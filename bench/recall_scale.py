@@ -1,24 +1,28 @@
-"""Recall latency: an agent with 1,000 memories against one with 1,000,000.
+"""Recall latency: an agent with 1,000 memories against one with 1,000,000, by mode.
 
-    python -m bench.recall_scale [--big 1000000] [--small 1000] [--queries 400]
+    python -m bench.recall_scale [--big 1000000] [--small 1000] [--queries 400] [--modes text,hybrid]
 
-Builds a database of its own (`memanto_bench_recall`), loads both agents' memories with
-COPY (indexes built after the load), starts one server worker, and sends the same
-query mix to both agents, one request at a time. Prints the median and p95 of each and
-their ratio. The data set and query mix are deterministic (seeded).
+Builds a database of its own (`memanto_bench_recall`) on a throwaway Postgres with pgvector
+(or the server `MEMANTO_BENCH_POSTGRES_URL` names), loads both agents' memories with COPY,
+gives each a random embedding (indexes, HNSW included, built after the load), starts one
+server worker (the bundled local model embeds the queries), and sends the same query mix
+to both agents, one request at a time, in each mode. Prints the median and p95 of each and
+their ratio, then recalls per second on the big agent with 8 concurrent callers. The data
+set and query mix are deterministic (seeded); the embeddings are not (random()).
 
 The mix (`query_mix`): 45% one content word, 35% two, 10% three, 10% one word with a
 letter dropped; words are drawn as often as they occur in the text (Zipf), so frequent
 words are asked for often: at 1,000,000 memories half the queries match more than ~850
-memories and a tenth more than ~9,000. Several words that no memory holds together fall
-back to the `any` way (`a or b`, the union of their matches), a misspelled word to `fuzzy`.
+memories and a tenth more than ~9,000.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
+import os
 import random
 import statistics
 import time
@@ -29,6 +33,8 @@ import asyncpg
 import httpx
 
 from bench.common import create_key, drop_database, fresh_database, percentile, server
+from memanto_server.embeddings.local import load_local
+from memanto_server.lib.local_postgres import throwaway_server
 from memanto_server.memories.search.grammar import STOP_WORDS
 
 DB_NAME = "memanto_bench_recall"
@@ -74,7 +80,26 @@ LOAD_INDEXES = {
     "memories_ngrams": (
         "CREATE INDEX memories_ngrams ON memories USING gin (text_ngrams(coalesce(title, '') || ' ' || content))"
     ),
+    "memories_embedding_hnsw": (
+        "CREATE INDEX memories_embedding_hnsw ON memories USING hnsw (embedding vector_cosine_ops)"
+    ),
 }
+
+# Every memory's embedding: a random direction (uniform on the sphere in distribution terms is
+# not needed; cosine distance ignores the length). The made-up words of the corpus have no
+# meaning for a model to find, and a random vector costs nothing to make, while the KNN and its
+# index do the same work whatever the vectors mean. Correlated with the row (`m.memory_id`) so
+# that each row draws its own.
+RANDOM_EMBEDDINGS = """
+UPDATE memories m SET embedding = (
+    SELECT array_agg(random() - 0.5)::real[] FROM generate_series(1, 384) WHERE m.memory_id IS NOT NULL
+)::vector
+"""
+# The model the server embeds queries with is the one the embeddings are recorded for.
+RECORD_MODEL = """
+INSERT INTO embedding_model (model_id, dimension, complete) VALUES ($1, 384, true)
+ON CONFLICT (singleton) DO UPDATE SET model_id = excluded.model_id, complete = true
+"""
 
 
 def vocabulary(size: int, rng: random.Random) -> list[str]:
@@ -250,26 +275,40 @@ async def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
 
-    url = await fresh_database(DB_NAME)
+    with contextlib.ExitStack() as stack:
+        given = os.environ.get("MEMANTO_BENCH_POSTGRES_URL")
+        postgres = given.rstrip("/") if given else stack.enter_context(throwaway_server()).url
+        await run(args, postgres)
+
+
+async def run(args: argparse.Namespace, postgres: str) -> None:
+    url = await fresh_database(DB_NAME, postgres)
     try:
         conn = await asyncpg.connect(url)
         try:
             owner_id, key = await create_key(conn)
             for name in LOAD_INDEXES:
-                await conn.execute(f"DROP INDEX {name}")
+                await conn.execute(f"DROP INDEX IF EXISTS {name}")
             corpus = Corpus()
             small_s = await load(conn, owner_id, "small", args.small, corpus)
             big_s = await load(conn, owner_id, "big", args.big, corpus)
             started = time.perf_counter()
+            await conn.execute(RANDOM_EMBEDDINGS)
+            await conn.execute(RECORD_MODEL, load_local().model_id)
+            vectors_s = time.perf_counter() - started
+            await conn.execute("SET maintenance_work_mem = '2GB'")
             for statement in LOAD_INDEXES.values():
                 await conn.execute(statement)
             # What autovacuum does to any table that has settled: hint bits, visibility map, statistics.
             await conn.execute("VACUUM (ANALYZE) memories")
             await conn.execute("VACUUM (ANALYZE) memory_lexicon")
-            index_s = time.perf_counter() - started
+            index_s = time.perf_counter() - started - vectors_s
         finally:
             await conn.close()
-        print(f"loaded {args.small:,} + {args.big:,} memories in {small_s + big_s:.1f} s, indexed in {index_s:.1f} s")
+        print(
+            f"loaded {args.small:,} + {args.big:,} memories in {small_s + big_s:.1f} s, their embeddings in "
+            f"{vectors_s:.1f} s, indexed in {index_s:.1f} s"
+        )
 
         queries = query_mix(corpus, args.queries)
         per_second: dict[str, float] = {}
@@ -284,7 +323,7 @@ async def main() -> None:
             print(f"hybrid / text throughput: {per_second['hybrid'] / per_second['text']:.2f} (target >= 0.4)")
     finally:
         if not args.keep:
-            await drop_database(DB_NAME)
+            await drop_database(DB_NAME, postgres)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class ListCursor(msgspec.Struct, forbid_unknown_fields=True):
 NO_ANSWER = "No stored memory answers this question."
 # Candidates of each full-text term, and of the nearest-neighbour search: the depth to
 # which recall ranks (its pages go through these).
-TEXT_CANDIDATES_PER_TERM = 200
+TEXT_CANDIDATES_PER_TERM = 100
 SEMANTIC_CANDIDATES = 100
 
 
