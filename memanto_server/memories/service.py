@@ -44,6 +44,7 @@ from memanto_server.memories.search.grammar import Query, parse, with_correction
 from memanto_server.memories.search.ranking import (
     TYPO_WEIGHT,
     Candidate,
+    Corpus,
     Ranked,
     TextScorer,
     TextShare,
@@ -134,6 +135,13 @@ class Ranking(msgspec.Struct, frozen=True):
     candidates: dict[str, Candidate]
     rows: dict[str, MemoryRow]
     mode: str  # the signals it ranked by: "text" when meaning was asked for but unavailable
+
+
+def _held(query: Query, corpus: Corpus | None, group: int) -> bool:
+    """Whether some memory holds the query word of `group`."""
+    if corpus is None:
+        return False
+    return any(t.group == group and f > 0 for t, f in zip(query.terms, corpus.frequencies, strict=True))
 
 
 async def _done(value: T) -> T:
@@ -235,13 +243,17 @@ class MemoryService:
         ), state.expires_ms
 
     async def _text(self, claims: SessionClaims, query: Query, filters: MemoryFilters) -> dict[str, TextFound]:
-        """Full-text candidates and what each holds of the query (typo corrections included)."""
-        typed = [word for _, word in query.typo_words]
-        corrections = await self._repository.similar_words(claims.owner_id, claims.agent_id, typed) if typed else {}
-        query = with_corrections(query, corrections, TYPO_WEIGHT)
-        hits, corpus = await self._repository.search_text(
-            claims.owner_id, claims.agent_id, query, filters, TEXT_CANDIDATES_PER_TERM
-        )
+        """Full-text candidates and what each holds of the query. A query word that no memory
+        holds is looked up among the agent's own words for close spellings, and the query is
+        searched again with them (whatever other words matched)."""
+        search = self._repository.search_text
+        hits, corpus = await search(claims.owner_id, claims.agent_id, query, filters, TEXT_CANDIDATES_PER_TERM)
+        unknown = [word for group, word in query.typo_words if not _held(query, corpus, group)]
+        if unknown:
+            corrections = await self._repository.similar_words(claims.owner_id, claims.agent_id, unknown)
+            if corrections:
+                query = with_corrections(query, corrections, TYPO_WEIGHT)
+                hits, corpus = await search(claims.owner_id, claims.agent_id, query, filters, TEXT_CANDIDATES_PER_TERM)
         if corpus is None:
             return {}
         scorer = TextScorer(query.terms, corpus)
