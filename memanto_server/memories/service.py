@@ -22,7 +22,7 @@ from memanto_server.errors import DependencyUnavailable, InvalidInput, NotFound,
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import iso_z
-from memanto_server.memories.answer import Source, extract_answer, sentences_of
+from memanto_server.memories.answer import Source, extract_answer, sentences_of, stems
 from memanto_server.memories.repository import MemoryRepository, MemoryRow, Position
 from memanto_server.memories.schemas import (
     MAX_METADATA_BYTES,
@@ -40,7 +40,7 @@ from memanto_server.memories.schemas import (
     StoredMemory,
 )
 from memanto_server.memories.search.cursor import decode_recall_cursor, encode_recall_cursor, query_fingerprint
-from memanto_server.memories.search.grammar import Query, parse, with_corrections, words
+from memanto_server.memories.search.grammar import Query, parse, with_corrections
 from memanto_server.memories.search.ranking import (
     TYPO_WEIGHT,
     Candidate,
@@ -289,8 +289,9 @@ class MemoryService:
         candidates = {memory_id: found.candidate for memory_id, found in text.items()}
         rows: dict[str, MemoryRow] = {}
         similarity: dict[str, float] = {}
+        excluded = stems(" ".join(query.excluded))
         for row, cosine in nearest:
-            if query.excluded and set(query.excluded) & set(words(f"{row.title or ''} {row.content}")):
+            if excluded & stems(f"{row.title or ''} {row.content}"):
                 continue  # the query leaves out memories holding this word
             rows[row.memory_id] = row
             similarity[row.memory_id] = cosine

@@ -66,6 +66,10 @@ async def test_a_paraphrase_is_found_by_meaning_and_not_by_text(
     assert ids_of(semantic)[0] == contact
     assert semantic["memories"][0]["signals"] == ["semantic"]
 
+    # A word left out (-word) leaves out the memories holding it, found by meaning too.
+    excluded = await recall(semantic_client, live, body={"query": f"{QUESTION} -emails"})
+    assert contact not in ids_of(excluded)
+
     said = await answer(semantic_client, live, QUESTION)
     assert said["answer"].startswith(CONTACT)
     assert said["sources"][0]["memory_id"] == contact
