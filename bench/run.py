@@ -46,7 +46,6 @@ import httpx
 
 from bench import redis_memory
 from bench.common import (
-    PG_SERVER_URL,
     REDIS_URL,
     ROOT,
     create_key,
@@ -54,6 +53,7 @@ from bench.common import (
     drop_database,
     free_port,
     fresh_database,
+    pg_server_url,
 )
 
 WRK_DIR = ROOT / "bench" / "wrk"
@@ -459,7 +459,7 @@ async def _backend_versions() -> tuple[str, str]:
         redis_version = str(info.get("redis_version", "?"))
     finally:
         await client.aclose()
-    conn = await asyncpg.connect(f"{PG_SERVER_URL}/postgres")
+    conn = await asyncpg.connect(f"{pg_server_url()}/postgres")
     try:
         postgres_version = str(await conn.fetchval("SHOW server_version"))
     finally:

@@ -98,6 +98,8 @@ async def check_embedding_model(pool: asyncpg.Pool[Any], embedder: Embedder | No
             await check_model(conn, embedder)
     except OUTAGE_ERRORS as exc:
         logger.warning("the embedding model was not checked at start-up (%s)", type(exc).__name__)
+    except asyncpg.UndefinedTableError:
+        logger.warning("the embedding model was not checked at start-up: the database is not migrated")
 
 
 @asynccontextmanager

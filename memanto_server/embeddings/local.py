@@ -15,7 +15,7 @@ Weights stored in int8 (int8 tensors cast to float and scaled per column before 
 are computed in int8 too: at load, each such MatMul becomes ONNX Runtime's
 `DynamicQuantizeMatMul` (activations quantised on the fly, integer kernels: VNNI where the CPU
 has it), about twice the speed of the float MatMuls ONNX Runtime would otherwise run, for
-vectors within 0.99 cosine of them (docs/benchmarks.md, "Embedding model").
+vectors within 0.99 cosine of them (bench/README.md, "Recall by meaning").
 
 Work runs in threads of the embedder's own (ONNX Runtime releases the GIL while it computes):
 one for the worker's documents and one for recall's queries, so that a query never waits
@@ -26,7 +26,9 @@ worker keeps at most one core busy whatever the backlog.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +124,7 @@ class OnnxEmbedder(Embedder):
         tokenizer.enable_padding()
         self._tokenizer = tokenizer
         self._inputs = {i.name for i in self._session.get_inputs()}
-        self._documents = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-documents")
+        self._documents = ThreadPoolExecutor(1, "embed-documents", initializer=_lower_priority)
         self._queries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-queries")
         self.dimension = int(self._run(["dimension"]).shape[1])
 
@@ -163,6 +165,16 @@ class OnnxEmbedder(Embedder):
 
     async def close(self) -> None:
         """The threads are shared by every user of this (cached) model: they stay."""
+
+
+# The worker's embedding thread yields the CPU to the event loop's thread when both want it
+# (Linux scheduling priority is per thread): requests first, the backlog with what is left.
+BACKGROUND_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
 
 
 _loaded: dict[tuple[str, int], OnnxEmbedder] = {}

@@ -3,8 +3,10 @@
 Texts go in batches of `batch_size` per request. Each request has a timeout; a timeout, a
 connection error, a 429 or a 5xx is retried up to `retries` times with exponential backoff
 (honouring a short `Retry-After`), then reported as `EmbedderUnavailable` (the worker tries
-again later; recall answers by full text meanwhile). Any other error status is the request's
-fault and is not retried (`EmbedderError`). The API key is sent, never logged.
+again later; recall answers by full text meanwhile). A query, on a request's path, is retried
+once at most: a caller waiting on recall is better served by full text than by a long wait.
+Any other error status is the request's fault and is not retried (`EmbedderError`). The API
+key is sent, never logged.
 """
 
 from __future__ import annotations
@@ -79,25 +81,26 @@ class OpenAIEmbedder(Embedder):
         self.dimension = found
 
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return await self._embed(texts, self._prefixes[0])
+        return await self._embed(texts, self._prefixes[0], self._retries)
 
     async def _embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return await self._embed(texts, self._prefixes[1])
+        return await self._embed(texts, self._prefixes[1], min(self._retries, 1))
 
-    async def _embed(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+    async def _embed(self, texts: Sequence[str], prefix: str, retries: int) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         parts = [
-            await self._request([prefix + t for t in texts[start : start + self._batch_size]])
+            await self._request([prefix + t for t in texts[start : start + self._batch_size]], retries)
             for start in range(0, len(texts), self._batch_size)
         ]
         return np.concatenate(parts)
 
-    async def _request(self, texts: list[str]) -> np.ndarray:
+    async def _request(self, texts: list[str], retries: int | None = None) -> np.ndarray:
         body = {"model": self._model, "input": texts, "encoding_format": "float"}
+        retries = self._retries if retries is None else retries
         delay = FIRST_BACKOFF
-        for attempt in range(self._retries + 1):
-            last = attempt == self._retries
+        for attempt in range(retries + 1):
+            last = attempt == retries
             try:
                 response = await self._client.post(self._url, json=body)
             except httpx.HTTPError as exc:  # timeouts and connection errors

@@ -97,23 +97,58 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS memories_unembedded ON memories (created
 WHERE embedding IS NULL
 """
 
+# An agent with fewer memories than this is searched exactly (every one of its memories'
+# distance, read by its own index), a larger one through the HNSW index: exact answers where
+# they are cheap, and the graph only where the agent is large enough for a filtered graph
+# walk to meet its memories soon.
+EXACT_UP_TO = 10_000
+
 # The `limit` memories of one owner+agent nearest to a query vector, by cosine distance, with
 # recall's filters (as in memories/repository.py SEARCH_TEXT): $1 owner, $2 agent, $3 query
 # vector (real[]), $4 types, $5 tags (all must match), $6 created after, $7 created before
 # ($4-$7 NULL = no filter), $8 limit, $9 the model of $3 (no rows unless it is the recorded
-# model: vectors of two models are not comparable).
-# The inner query is the shape both plans serve: `ORDER BY embedding <=> q LIMIT n` walks the
-# HNSW index, scanning on (hnsw.iterative_scan, set on the app's connections) past other
-# agents' and filtered-out rows until n rows are found or hnsw.max_scan_tuples are read, or
-# the planner reads a small agent's memories by memories_agent_created and sorts them. The
-# iterative scan may return rows slightly out of order, hence the outer sort. Rows without an
-# embedding yet are not returned (full-text search finds them).
+# model: vectors of two models are not comparable), $10 EXACT_UP_TO.
+# `size` counts the agent's memories up to $10 (its index, at most $10 entries); one of the two
+# branches runs, the other is cut off by its one-time filter:
+#   exact:  the agent's memories read by memories_agent_created (a subquery with a LIMIT, which
+#           neither the vector index nor a filter's index can serve), every distance computed,
+#           the nearest kept;
+#   graph:  `ORDER BY embedding <=> q LIMIT n` on the HNSW index, scanning on
+#           (hnsw.iterative_scan, set on the app's connections) past other agents' and
+#           filtered-out rows until n rows are found or hnsw.max_scan_tuples are read. It may
+#           return rows slightly out of order: the outer query sorts them.
+# Rows without an embedding yet are not returned (full-text search finds them).
 NEAREST = """
-WITH nearest AS MATERIALIZED (
+WITH size AS MATERIALIZED (
+    SELECT count(*) AS memories FROM (
+        SELECT 1 FROM memories WHERE owner_id = $1 AND agent_id = $2 LIMIT $10
+    ) AS agent
+),
+exact AS MATERIALIZED (
+    SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
+           m.embedding <=> $3::real[]::vector AS distance
+    FROM (
+        -- The agent's memories, by memories_agent_created and nothing else (the LIMIT keeps the
+        -- filters below out of this scan: a tag's or a type's index would read other agents' rows).
+        SELECT * FROM memories
+        WHERE (SELECT memories FROM size) < $10 AND owner_id = $1 AND agent_id = $2
+        LIMIT $10
+    ) AS m
+    WHERE m.embedding IS NOT NULL
+      AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
+      AND ($5::text[] IS NULL OR m.tags @> $5::text[])
+      AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
+      AND (SELECT model_id FROM embedding_model) = $9
+    ORDER BY m.embedding <=> $3::real[]::vector
+    LIMIT $8
+),
+graph AS MATERIALIZED (
     SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
            m.seq, m.embedding <=> $3::real[]::vector AS distance
     FROM memories m
-    WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.embedding IS NOT NULL
+    WHERE (SELECT memories FROM size) >= $10
+      AND m.owner_id = $1 AND m.agent_id = $2 AND m.embedding IS NOT NULL
       AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
       AND ($5::text[] IS NULL OR m.tags @> $5::text[])
       AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
@@ -124,7 +159,7 @@ WITH nearest AS MATERIALIZED (
 )
 SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at, seq,
        (1 - distance)::float8 AS similarity
-FROM nearest
+FROM (SELECT * FROM exact UNION ALL SELECT * FROM graph) AS nearest
 ORDER BY distance, created_at DESC, memory_id DESC
 """
 
@@ -157,8 +192,9 @@ def as_real_array(vector: Sequence[float] | np.ndarray) -> list[float]:
 class EmbeddingRepository:
     """Queries on the app's pool: KNN for recall, the backlog, the recorded model."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, exact_up_to: int = EXACT_UP_TO) -> None:
         self._db = db
+        self._exact_up_to = exact_up_to
 
     async def nearest(
         self,
@@ -176,29 +212,23 @@ class EmbeddingRepository:
         unrelated, negative = opposed). Only memories passing `filters` and already embedded
         are returned; none when `model_id` is not the model of the stored embeddings.
         """
-        filters = filters or MemoryFilters()
-        rows = await self._db.fetch(
-            NEAREST,
-            UUID(owner_id),
-            agent_id,
-            as_real_array(query),
-            list(filters.types) if filters.types else None,
-            list(filters.tags) if filters.tags else None,
-            filters.created_after,
-            filters.created_before,
-            limit,
-            model_id,
-        )
+        args = _nearest_args(owner_id, agent_id, query, model_id, filters, limit, self._exact_up_to)
+        rows = await self._db.fetch(NEAREST, *args)
         return [_memory_row(record) for record in rows]
 
     async def explain_nearest(
-        self, owner_id: str, agent_id: str, query: Sequence[float] | np.ndarray, *, model_id: str, limit: int = 10
+        self,
+        owner_id: str,
+        agent_id: str,
+        query: Sequence[float] | np.ndarray,
+        *,
+        model_id: str,
+        filters: MemoryFilters | None = None,
+        limit: int = 10,
     ) -> str:
         """The plan of `nearest` for these arguments (for tests and benchmarks)."""
-        rows = await self._db.fetch(
-            EXPLAIN_NEAREST, UUID(owner_id), agent_id, as_real_array(query), None, None, None, None, limit, model_id
-        )
-        return "\n".join(r[0] for r in rows)
+        args = _nearest_args(owner_id, agent_id, query, model_id, filters, limit, self._exact_up_to)
+        return "\n".join(r[0] for r in await self._db.fetch(EXPLAIN_NEAREST, *args))
 
     async def backlog(self, up_to: int = 1_000_000) -> int:
         """How many memories wait for an embedding (counted up to `up_to`)."""
@@ -206,6 +236,30 @@ class EmbeddingRepository:
 
     async def recorded_model(self) -> RecordedModel | None:
         return await recorded_model(self._db)
+
+
+def _nearest_args(
+    owner_id: str,
+    agent_id: str,
+    query: Sequence[float] | np.ndarray,
+    model_id: str,
+    filters: MemoryFilters | None,
+    limit: int,
+    exact_up_to: int = EXACT_UP_TO,
+) -> tuple[Any, ...]:
+    filters = filters or MemoryFilters()
+    return (
+        UUID(owner_id),
+        agent_id,
+        as_real_array(query),
+        list(filters.types) if filters.types else None,
+        list(filters.tags) if filters.tags else None,
+        filters.created_after,
+        filters.created_before,
+        limit,
+        model_id,
+        exact_up_to,
+    )
 
 
 def _memory_row(record: asyncpg.Record) -> MemoryRow:

@@ -176,6 +176,8 @@ class EmbeddingWorker:
                 logger.warning("embedding worker: %s; trying again shortly", exc)
             except OUTAGE_ERRORS as exc:
                 logger.warning("embedding worker: Postgres unavailable (%s); reconnecting", type(exc).__name__)
+            except asyncpg.PostgresError as exc:  # e.g. a database not migrated yet
+                logger.error("embedding worker: %s: %s; trying again shortly", type(exc).__name__, exc)
             finally:
                 if conn is not None:
                     await _close(conn)

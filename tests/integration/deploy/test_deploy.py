@@ -238,3 +238,8 @@ def test_readme_first_commands_are_make_run_make_test_then_docker_compose_up() -
     commands = [[line.split("#")[0].strip() for line in block.splitlines()] for block in blocks[:2]]
     # The first screen's two set-up commands, then the one for users with Docker.
     assert commands == [["make run", "make test"], ["docker compose up"]]
+
+
+def test_compose_postgres_has_pgvector(compose: dict[str, Any]) -> None:
+    """Recall by meaning needs pgvector (>= 0.8): the stock postgres images do not have it."""
+    assert compose["services"]["postgres"]["image"].startswith("pgvector/pgvector:pg")

@@ -154,8 +154,9 @@ async def large_and_small_agent(conn: asyncpg.Connection[Any], owner: str, large
 async def test_the_vector_index_scans_past_other_agents_memories(
     conn: asyncpg.Connection[Any], fresh_database_url: str, settings: Settings
 ) -> None:
-    """The HNSW plan (forced here: no sorting allowed) scans on past other agents' and
-    filtered-out rows (iterative scan) until it has the agent's nearest, in order."""
+    """The HNSW plan (forced here: every agent counts as large, and no sorting is allowed) scans
+    on past other agents' and filtered-out rows (iterative scan) until it has the agent's nearest,
+    in order."""
     (owner,) = await owners(conn, 1)
     small = await large_and_small_agent(conn, owner, 1500)
 
@@ -163,7 +164,7 @@ async def test_the_vector_index_scans_past_other_agents_memories(
     try:
         async with pool.acquire() as c:
             await c.execute("SET enable_sort = off; SET enable_seqscan = off")
-            repository = EmbeddingRepository(_OneConnection(Database(pool, 5), c))
+            repository = EmbeddingRepository(_OneConnection(Database(pool, 5), c), exact_up_to=1)
             plan = await repository.explain_nearest(owner, "small", QUERY, model_id=MODEL, limit=3)
             assert "memories_embedding_hnsw" in plan, plan
             found = await repository.nearest(owner, "small", QUERY, model_id=MODEL, limit=3)
@@ -176,17 +177,21 @@ async def test_the_vector_index_scans_past_other_agents_memories(
         await pool.close()
 
 
-async def test_the_planner_reads_a_small_agents_memories_by_its_own_index(
+async def test_a_small_agent_is_searched_exactly_by_its_own_index(
     conn: asyncpg.Connection[Any], knn: EmbeddingRepository
 ) -> None:
-    """With the statistics of owner and agent together, a small agent's nearest are found by
-    reading its own memories (exact distances), not by walking the graph of everyone's."""
+    """An agent with fewer than EXACT_UP_TO memories: every distance of its own memories, read
+    by its (owner, agent) index, never a walk through the graph of everyone's."""
     (owner,) = await owners(conn, 1)
     small = await large_and_small_agent(conn, owner, 1500)
     plan = await knn.explain_nearest(owner, "small", QUERY, model_id=MODEL, limit=3)
-    assert "memories_embedding_hnsw" not in plan, plan
+    exact_branch = plan.split("CTE graph")[0]
+    assert "memories_agent_created" in exact_branch, plan
+    assert "memories_embedding_hnsw" not in exact_branch, plan
     found = await knn.nearest(owner, "small", QUERY, model_id=MODEL, limit=3)
     assert [r.memory_id for r in found] == [small[0.6], small[0.5], small[0.4]]
+    goals = await knn.nearest(owner, "small", QUERY, model_id=MODEL, filters=MemoryFilters(types=("goal",)))
+    assert [r.memory_id for r in goals] == [small[0.5], small[0.3]]
 
 
 class _OneConnection(Database):

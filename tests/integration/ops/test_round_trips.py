@@ -38,6 +38,11 @@ async def _measure(settings: Settings, owner: OwnerKey, rate_limit: str = "") ->
                     redis_url=redis_server.url,
                     database_url=proxied_url(settings.database_url, proxy.port),
                     rate_limit=rate_limit,
+                    # Embeddings on (their trigger fires on every insert), with the worker in a
+                    # process of its own as it may be deployed: its statements are not requests'.
+                    embedder="local",
+                    embedding_worker=False,
+                    embedding_backlog_seconds=86_400,
                 )
             )
         ) as base_url,
