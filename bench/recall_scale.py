@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
-import os
 import random
 import statistics
 import time
@@ -34,7 +32,6 @@ import httpx
 
 from bench.common import create_key, drop_database, fresh_database, percentile, server
 from memanto_server.embeddings.local import load_local
-from memanto_server.lib.local_postgres import throwaway_server
 from memanto_server.memories.search.grammar import STOP_WORDS
 
 DB_NAME = "memanto_bench_recall"
@@ -275,14 +272,11 @@ async def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
 
-    with contextlib.ExitStack() as stack:
-        given = os.environ.get("MEMANTO_BENCH_POSTGRES_URL")
-        postgres = given.rstrip("/") if given else stack.enter_context(throwaway_server()).url
-        await run(args, postgres)
+    await run(args)
 
 
-async def run(args: argparse.Namespace, postgres: str) -> None:
-    url = await fresh_database(DB_NAME, postgres)
+async def run(args: argparse.Namespace) -> None:
+    url = await fresh_database(DB_NAME)
     try:
         conn = await asyncpg.connect(url)
         try:
@@ -323,7 +317,7 @@ async def run(args: argparse.Namespace, postgres: str) -> None:
             print(f"hybrid / text throughput: {per_second['hybrid'] / per_second['text']:.2f} (target >= 0.4)")
     finally:
         if not args.keep:
-            await drop_database(DB_NAME, postgres)
+            await drop_database(DB_NAME)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import re
 import secrets
 import time
@@ -31,7 +29,6 @@ import httpx
 
 from bench.common import ROOT, create_key, drop_database, fresh_database, server
 from bench.quality.metrics import Agent, Outcome, dump, load, rrf, summarise
-from memanto_server.lib.local_postgres import throwaway_server
 from memanto_server.memories.service import NO_ANSWER
 
 DB_NAME = "memanto_bench_quality"
@@ -145,10 +142,10 @@ def write_section(markdown: str, path: Path = ROOT / "docs" / "benchmarks.md") -
 
 
 async def measure(
-    agents: list[Agent], modes: list[str], postgres: str, *, keep: bool
+    agents: list[Agent], modes: list[str], *, keep: bool
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[tuple[str, int], Outcome]], float]:
     """Store every agent's memories in a fresh database, ask every question; the figures of each mode."""
-    url = await fresh_database(DB_NAME, postgres)
+    url = await fresh_database(DB_NAME)
     try:
         conn = await asyncpg.connect(url)
         try:
@@ -175,7 +172,7 @@ async def measure(
         elapsed = time.perf_counter() - started
     finally:
         if not keep:
-            await drop_database(DB_NAME, postgres)
+            await drop_database(DB_NAME)
     return summaries, outcomes, elapsed
 
 
@@ -187,10 +184,7 @@ async def main() -> None:
     args = parser.parse_args()
     modes = args.modes.split(",")
     agents = load()
-    with contextlib.ExitStack() as stack:
-        given = os.environ.get("MEMANTO_BENCH_POSTGRES_URL")
-        postgres = given.rstrip("/") if given else stack.enter_context(throwaway_server()).url
-        summaries, outcomes, elapsed = await measure(agents, modes, postgres, keep=args.keep)
+    summaries, outcomes, elapsed = await measure(agents, modes, keep=args.keep)
     report = table(summaries)
     print(report)
     print(f"({sum(len(a.questions) for a in agents)} questions over {len(agents)} agents in {elapsed:.0f} s)")

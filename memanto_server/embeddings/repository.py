@@ -126,7 +126,7 @@ WITH size AS MATERIALIZED (
 ),
 exact AS MATERIALIZED (
     SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
-           m.embedding <=> $3::real[]::vector AS distance
+           m.seq, m.embedding <=> $3::real[]::vector AS distance
     FROM (
         -- The agent's memories, by memories_agent_created and nothing else (the LIMIT keeps the
         -- filters below out of this scan: a tag's or a type's index would read other agents' rows).
