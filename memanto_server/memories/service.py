@@ -299,10 +299,13 @@ class MemoryService:
         shares = {memory_id: found.share for memory_id, found in text.items()}
         ranked = rank(candidates.values(), shares, similarity)
         order = {memory_id: order_key(c) for memory_id, c in candidates.items()}
-        pairs = contenders(ranked, order)
+        # Pairs that hold the query through the same words; with embeddings, those alike in meaning too.
+        pairs = superseding(contenders(ranked, order), shares, None)
+        if pairs and use_semantic:
+            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs)
+            pairs = superseding(pairs, shares, alike)
         if pairs:
-            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs) if use_semantic else None
-            ranked = supersede(ranked, superseding(pairs, shares, alike), order)
+            ranked = supersede(ranked, pairs, order)
         return Ranking(ranked, candidates, rows, "text" if mode == "hybrid" and not use_semantic else mode)
 
     async def _rows(self, claims: SessionClaims, ranking: Ranking, ranked: list[Ranked]) -> dict[str, MemoryRow]:
