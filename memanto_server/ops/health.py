@@ -18,9 +18,12 @@ class Liveness(msgspec.Struct):
     status: str
 
 
-class Readiness(msgspec.Struct):
+class Readiness(msgspec.Struct, omit_defaults=True):
     status: str
     checks: dict[str, str]
+    # Memories waiting for their embedding, as last counted (absent with embeddings off). For
+    # information only: they are found by full text meanwhile, so it never makes this fail.
+    embedding_backlog: int | None = None
 
 
 async def _check(probe: Any, timeout: float) -> str:
@@ -29,14 +32,6 @@ async def _check(probe: Any, timeout: float) -> str:
     except (TimeoutError, *OUTAGE_ERRORS) as exc:
         return f"unavailable ({type(exc).__name__})"
     return "ok"
-
-
-def _embeddings(services: Any) -> str:
-    """The embedding backlog as last counted (informational), or "off"."""
-    monitor = services.embedding_backlog
-    if monitor is None:
-        return "off"
-    return "backlog unknown" if monitor.last is None else f"backlog {monitor.last}"
 
 
 class HealthController(Controller):
@@ -49,7 +44,7 @@ class HealthController(Controller):
 
     @get(
         "/ready",
-        summary="Postgres and Redis answer (503 when one does not); the embedding backlog, for information",
+        summary="Postgres and Redis answer (503 when one does not); the embedding backlog, for information only",
         responses={503: ResponseSpec(Readiness, description="A backend does not answer", generate_examples=False)},
     )
     async def ready(self, state: State) -> Response[Readiness]:
@@ -59,13 +54,16 @@ class HealthController(Controller):
             _check(services.db.fetchval("SELECT 1"), timeout),
             _check(services.redis.ping(), timeout),
         )
-        checks = {"postgres": postgres, "redis": redis, "embeddings": _embeddings(services)}
-        # Memories waiting for their embedding are found by full text meanwhile: not a reason
-        # to take the instance out of the load balancer.
+        checks = {"postgres": postgres, "redis": redis}
         ok = postgres == "ok" and redis == "ok"
+        monitor = services.embedding_backlog
         headers = {} if ok else {"Retry-After": str(state.settings.retry_after_seconds)}
         return Response(
-            Readiness(status="ok" if ok else "unavailable", checks=checks),
+            Readiness(
+                status="ok" if ok else "unavailable",
+                checks=checks,
+                embedding_backlog=None if monitor is None else monitor.last,
+            ),
             status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
             headers=headers,
         )

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
@@ -26,7 +29,7 @@ from memanto_server.memories.repository import MemoryRepository
 from memanto_server.memories.schemas import RememberRequest
 from memanto_server.settings import Settings
 from tests.helpers.embedders import CountingEmbedder, local_model, stored_vector, wait_embedded
-from tests.helpers.embeddings import ensure_agent
+from tests.helpers.embeddings import ensure_agent, insert_memory
 from tests.helpers.owners import Live, create_owner_key, start
 from tests.helpers.processes import running_server, settings_env
 
@@ -131,7 +134,7 @@ async def test_the_backlog_is_a_metric_and_the_app_stays_ready_while_it_drains(
         ready = await client.get("/health/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["status"] == "ok"
-        assert ready.json()["checks"]["embeddings"] == "backlog 30"
+        assert ready.json()["embedding_backlog"] == 30
 
         # A worker drains it (in small batches); readiness does not change meanwhile.
         worker = EmbeddingWorker(app_settings.database_url, CountingEmbedder(), batch_size=4)
@@ -143,7 +146,9 @@ async def test_the_backlog_is_a_metric_and_the_app_stays_ready_while_it_drains(
         finally:
             await worker.stop()
         assert await _backlog_metric(client, lambda v: v == 0) == 0
-        assert (await client.get("/health/ready")).json()["checks"]["embeddings"] == "backlog 0"
+        async with asyncio.timeout(10):  # refreshed every embedding_backlog_seconds
+            while (await client.get("/health/ready")).json()["embedding_backlog"] != 0:
+                await asyncio.sleep(0.05)
 
 
 async def _backlog_metric(client: Any, wanted: Any, timeout: float = 10) -> float:
@@ -187,3 +192,33 @@ async def test_a_memory_is_found_by_text_at_once_and_by_meaning_soon_after(
                 await pool.close()
             assert found[0].memory_id == created.json()["memory_id"]
             assert found[0].score > 0.3
+
+
+async def test_the_worker_runs_as_a_process_of_its_own_and_stops_on_sigterm(
+    conn: asyncpg.Connection[Any], semantic_settings: Settings
+) -> None:
+    """`memanto-server worker`, as its own container would run it, with the app's worker off."""
+    env = settings_env(msgspec.structs.replace(semantic_settings, embedding_worker=False))
+    owner = await create_owner_key(conn)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "memanto_server.cli.server", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for i in range(12):
+            await insert_memory(conn, owner.owner_id, "a", f"stored while the worker runs, number {i}")
+        await wait_embedded(semantic_settings.database_url, count=12)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        stderr = worker.stderr.read() if worker.stderr else ""
+        if worker.stderr:
+            worker.stderr.close()
+    assert "embedding worker running (all-MiniLM-L6-v2-int8)" in stderr
+    assert "Traceback" not in stderr

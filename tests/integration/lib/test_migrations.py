@@ -188,3 +188,32 @@ async def test_a_missing_extension_stops_the_run_before_anything_is_applied(
     assert "pgvector" in message
     assert await fetch(url, "SELECT version FROM schema_migrations") == []
     assert await fetch(url, "SELECT to_regclass('items') IS NULL AS missing") == [(True,)]
+
+
+async def test_a_database_of_the_previous_release_upgrades_and_its_memories_wait_for_embeddings(
+    tmp_path: Path, new_database: Callable[[], str]
+) -> None:
+    """0006 and 0007 on a database that has memories: every memory is then in the worker's queue."""
+    url = new_database()
+    released = tmp_path / "released"
+    released.mkdir()
+    for migration in load_migrations(migrations_dir()):
+        if migration.version < "0006":
+            (released / migration.path.name).write_text(migration.sql)
+    await migrate(url, released)
+    conn = await asyncpg.connect(url)
+    try:
+        owner = await conn.fetchval("INSERT INTO owners (name) VALUES ('old') RETURNING owner_id")
+        await conn.execute("INSERT INTO agents (owner_id, agent_id) VALUES ($1, 'a')", owner)
+        await conn.execute(
+            "INSERT INTO memories (owner_id, agent_id, session_id, type, content) "
+            "SELECT $1, 'a', 's', 'fact', 'memory ' || i FROM generate_series(1, 50) AS i",
+            owner,
+        )
+        applied = await migrate(url)
+        assert [v[:4] for v in applied] == ["0006", "0007"]
+        assert await conn.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL") == 50
+        assert await index_state(url, "memories_unembedded") == [("memories_unembedded", True)]
+        assert await index_state(url, "memories_embedding_hnsw") == [("memories_embedding_hnsw", True)]
+    finally:
+        await conn.close()
