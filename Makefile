@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run migrate key test fuzz lint format clean bench bench-memory loadtest install-bench
+.PHONY: install run migrate key test fuzz lint format clean bench bench-memory bench-quality loadtest install-bench
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -71,6 +71,11 @@ clean:
 bench-memory: install
 	$(BIN)/python -m bench.batch_vs_single
 	$(BIN)/python -m bench.recall_scale
+
+# Issue-13 recall and answer quality (not part of `make test`): the data set of bench/quality/data asked of a
+# real server in every recall mode; writes the quality section of docs/benchmarks.md and bench/results/quality.json.
+bench-quality: install
+	$(BIN)/python -m bench.quality.run --write $(BENCH_ARGS)
 
 # Issue-6 throughput and latency (not part of `make test`): wrk against the hot routes, with the
 # /health/live floor, a Litestar server-side-session app, Redis memory per live session and
