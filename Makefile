@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run migrate key test fuzz lint format clean bench bench-memory loadtest install-bench
+.PHONY: install run migrate key test fuzz lint format clean bench bench-memory bench-quality loadtest install-bench
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -67,10 +67,15 @@ format: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-# Issue-3 benchmarks (not part of `make test`): recall at 1k vs 1M memories, batch vs single writes.
+# Memory benchmarks (not part of `make test`): recall at 1k vs 1M memories, batch vs single writes.
 bench-memory: install
 	$(BIN)/python -m bench.batch_vs_single
 	$(BIN)/python -m bench.recall_scale
+
+# Recall and answer quality (not part of `make test`): the data set of bench/quality/data asked of a
+# real server in every recall mode; writes the quality section of docs/benchmarks.md and bench/results/quality.json.
+bench-quality: install
+	$(BIN)/python -m bench.quality.run --write $(BENCH_ARGS)
 
 # Throughput and latency (not part of `make test`): wrk against the hot routes in the production
 # configuration (JSON access log, metrics, request ids: the headline) and with logging off (the
@@ -85,7 +90,7 @@ bench-memory: install
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# Issue-6 load scenario (Locust, headless, bounded): the documented agent workflow at scale.
+# Load scenario (Locust, headless, bounded): the documented agent workflow at scale.
 #   MEMANTO_API_KEY=mk_... make loadtest URL=http://127.0.0.1:8000 USERS=50 DURATION=60s
 # Prints Locust's summary and writes bench/results/loadtest_{stats,failures,exceptions,stats_history}.csv.
 URL      ?= http://127.0.0.1:8000

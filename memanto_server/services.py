@@ -21,6 +21,7 @@ from memanto_server.memories.keyed import KeyedSessions
 from memanto_server.memories.lifecycle import LifecycleService
 from memanto_server.memories.lifecycle_repository import LifecycleRepository
 from memanto_server.memories.repository import MemoryRepository
+from memanto_server.memories.semantic import EmbeddingSemantic
 from memanto_server.memories.service import MemoryService
 from memanto_server.sessions.expiry import ExpirySweeper
 from memanto_server.sessions.repository import SessionRepository
@@ -85,7 +86,7 @@ def build_services(
         tokens=tokens,
         sessions=sessions,
         agents=AgentService(agent_repository, sessions),
-        memories=MemoryService(MemoryRepository(db), sessions),
+        memories=_memories(db, sessions, embedder),
         lifecycle=LifecycleService(LifecycleRepository(db), sessions),
         keyed=KeyedSessions(sessions, agent_repository),
         expiry=ExpirySweeper(db, session_repository, store, settings.sweep_interval_seconds),
@@ -110,6 +111,13 @@ def _worker(settings: Settings, embedder: Embedder) -> EmbeddingWorker:
         connect_timeout=settings.db_connect_timeout,
         statement_timeout=settings.db_statement_timeout,
     )
+
+
+def _memories(db: Database, sessions: SessionService, embedder: Embedder | None) -> MemoryService:
+    """The memory service, recalling by meaning too when there is an embedder."""
+    memories = MemoryRepository(db)
+    semantic = EmbeddingSemantic(embedder, EmbeddingRepository(db), memories) if embedder is not None else None
+    return MemoryService(memories, sessions, semantic)
 
 
 def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:

@@ -111,7 +111,8 @@ EXACT_UP_TO = 10_000
 # recall's filters (as in memories/repository.py SEARCH_TEXT): $1 owner, $2 agent, $3 query
 # vector (real[]), $4 types, $5 tags (all must match), $6 created after, $7 created before
 # ($4-$7 NULL = no filter), $8 limit, $9 the model of $3 (no rows unless it is the recorded
-# model: vectors of two models are not comparable), $10 EXACT_UP_TO.
+# model: vectors of two models are not comparable), $10 EXACT_UP_TO, $11 include expired
+# memories (else only those that hold now: least(expired_at, valid_until) NULL or later).
 # `size` counts the agent's memories up to $10 (its index, at most $10 entries); one of the two
 # branches runs, the other is cut off by its one-time filter:
 #   exact:  the agent's memories read by memories_agent_created (a subquery with a LIMIT, which
@@ -130,7 +131,7 @@ WITH size AS MATERIALIZED (
 ),
 exact AS MATERIALIZED (
     SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
-           m.embedding <=> $3::real[]::vector AS distance
+           m.seq, m.occurred_at, m.valid_until, m.expired_at, m.embedding <=> $3::real[]::vector AS distance
     FROM (
         -- The agent's memories, by memories_agent_created and nothing else (the LIMIT keeps the
         -- filters below out of this scan: a tag's or a type's index would read other agents' rows).
@@ -143,13 +144,14 @@ exact AS MATERIALIZED (
       AND ($5::text[] IS NULL OR m.tags @> $5::text[])
       AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
       AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
+      AND ($11::boolean OR coalesce(least(m.expired_at, m.valid_until) > now(), true))
       AND (SELECT model_id FROM embedding_model) = $9
     ORDER BY m.embedding <=> $3::real[]::vector
     LIMIT $8
 ),
 graph AS MATERIALIZED (
     SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
-           m.embedding <=> $3::real[]::vector AS distance
+           m.seq, m.occurred_at, m.valid_until, m.expired_at, m.embedding <=> $3::real[]::vector AS distance
     FROM memories m
     WHERE (SELECT memories FROM size) >= $10
       AND m.owner_id = $1 AND m.agent_id = $2 AND m.embedding IS NOT NULL
@@ -157,12 +159,13 @@ graph AS MATERIALIZED (
       AND ($5::text[] IS NULL OR m.tags @> $5::text[])
       AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
       AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
+      AND ($11::boolean OR coalesce(least(m.expired_at, m.valid_until) > now(), true))
       AND (SELECT model_id FROM embedding_model) = $9
     ORDER BY m.embedding <=> $3::real[]::vector
     LIMIT $8
 )
-SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
-       (1 - distance)::float8 AS similarity
+SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at, seq,
+       occurred_at, valid_until, expired_at, (1 - distance)::float8 AS similarity
 FROM (SELECT * FROM exact UNION ALL SELECT * FROM graph) AS nearest
 ORDER BY distance, created_at DESC, memory_id DESC
 """
@@ -263,6 +266,7 @@ def _nearest_args(
         limit,
         model_id,
         exact_up_to,
+        filters.include_expired,
     )
 
 
@@ -278,7 +282,11 @@ def _memory_row(record: asyncpg.Record) -> MemoryRow:
         tags=list(record["tags"]),
         confidence=float(record["confidence"]),
         created_at=created_at,
+        seq=record["seq"],
         score=float(record["similarity"]),
+        occurred_at=record["occurred_at"],
+        valid_until=record["valid_until"],
+        expired_at=record["expired_at"],
     )
 
 

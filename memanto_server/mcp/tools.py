@@ -243,8 +243,10 @@ TOOLS: tuple[ToolSpec, ...] = (
         name="recall",
         title="Recall",
         description=(
-            "Search an agent's memories from every session by words, best match first. Expired memories are left "
-            "out unless include_expired is true. Pass next_cursor back as cursor for the next page."
+            "Search an agent's memories from every session by words and by meaning, best match first; each result "
+            "has a score from 0 to 1 (0.6 and above: a strong match; below 0.2: incidental) and the signals that "
+            "matched. Expired memories are left out unless include_expired is true. Pass next_cursor back as cursor "
+            "for the next page."
         ),
         arguments=RecallArgs,
         fields={
@@ -253,6 +255,7 @@ TOOLS: tuple[ToolSpec, ...] = (
             "min_score": "Only matches scoring at least this (0 to 1).",
             "min_similarity": "Same as min_score (MEMANTO's name).",
             "include_expired": "Also return expired memories.",
+            "mode": "hybrid (words and meaning, the default), text (words only) or semantic (meaning only).",
         },
         handler=_recall,
         read_only=True,
@@ -295,7 +298,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         title="Answer",
         description=(
             "Answer a question from an agent's own memories: the sentences that answer it, with the memories "
-            "they come from as sources."
+            "they come from as sources, and a confidence from 0 to 1; when no memory answers, the answer says so."
         ),
         arguments=AnswerArgs,
         fields={

@@ -47,6 +47,7 @@ from memanto_server.memories.schemas import (
     MemoryPatch,
     MemoryRecord,
     MemoryType,
+    RecallMode,
     RecallRequest,
     RecallResult,
     RememberRequest,
@@ -205,6 +206,10 @@ class MemoryController(Controller):
             float | None, QueryParameter(ge=0, le=1, description="MEMANTO's name for `min_score`.")
         ] = None,
         include_expired: Annotated[bool, QueryParameter(description="Expired memories too.")] = False,
+        mode: Annotated[
+            RecallMode,
+            QueryParameter(description="hybrid (every signal), text (words only) or semantic (meaning only)."),
+        ] = "hybrid",
         data: JSONBody[RecallRequest | None] = None,
     ) -> Response[RecallResult]:
         after, before = instant(created_after, "created_after"), instant(created_before, "created_before")
@@ -222,6 +227,7 @@ class MemoryController(Controller):
                 cursor=cursor,
                 min_similarity=min_similarity,
                 include_expired=include_expired,
+                mode=mode,
             )
         result, state = await services_of(request).memories.recall(_own(claims, agent_id), data)
         return with_session_expiry(result, state)

@@ -15,6 +15,8 @@ from memanto_server.errors import POSTGRES_OUTAGE
 from memanto_server.lib.coalesce import Coalescer, outcome_of
 from memanto_server.lib.db import Database
 from memanto_server.memories.schemas import MemoryFilters, MemoryPatch, RememberRequest
+from memanto_server.memories.search.grammar import Query as TextQuery
+from memanto_server.memories.search.ranking import Corpus
 
 logger = logging.getLogger("memanto.memories")
 
@@ -37,11 +39,21 @@ class MemoryRow(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime | None = None
-    score: float = 0.0
+    seq: int | None = None  # insertion order (migration 0008); None for memories stored before it
+    score: float = 0.0  # a search's own measure of the match (cosine similarity for nearest neighbours)
     occurred_at: datetime | None = None
     valid_until: datetime | None = None
     expired_at: datetime | None = None
     expired_reason: str | None = None
+
+
+class TextHit(msgspec.Struct, frozen=True):
+    """A memory that holds some term of a recall query: its place in time and each term's strength in it."""
+
+    memory_id: str
+    created_at: datetime
+    seq: int | None
+    strengths: tuple[float, ...]
 
 
 class Stored(msgspec.Struct, frozen=True):
@@ -67,7 +79,6 @@ class Position(msgspec.Struct, frozen=True):
 
     created_at: datetime
     memory_id: str
-    score: float | None = None
 
 
 # With an Idempotency-Key, the partial unique index is the guard: of concurrent retries
@@ -113,104 +124,72 @@ SELECT idempotency_key, memory_id, idempotency_fingerprint FROM memories
 WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = ANY($3::text[])
 """
 
-# Full-text search. websearch_to_tsquery accepts what people type and never fails to parse;
-# the generated `search` column weighs the title (A) above the content (B); normalisation
-# 32 maps the rank into [0, 1). Filters are optional ($4-$7 NULL = no filter); pages are
-# keyset on (score, created_at, memory_id), so no row is skipped or repeated between pages.
-# Expired memories (migration 0010) only when $13 (include_expired) is true.
+# The memories that hold any term of a recall query (memories/search/grammar.py), with what
+# ranking needs to weigh them (memories/search/ranking.py): for each term, the newest `$10`
+# memories that hold it after the filters (memories_holding(), migration 0014: for a word
+# that many memories hold, its newest ones; for a rarer word, all of them); then for each
+# of those memories the strength of every term in it (ts_rank_cd without normalisation:
+# 1.0 per occurrence in the title, 0.4 per occurrence in the content; 1 or 0 for a
+# character pair), and once, how many memories of the agent hold each term (up to `$10`:
+# the terms' rarity), whether full-text search keeps each term at all (stop words: no),
+# and how many memories the agent has (up to 10,000). Rows only: the page's memories are
+# read by GET_MEMORIES.
+#   $1 owner, $2 agent, $3 term texts, $4 term kinds (word, phrase, typo, gram),
+#   $5 excluded words (`a or b`, websearch syntax; '' for none),
+#   $6 types, $7 tags, $8 created after, $9 created before ($6-$9 NULL = no filter),
+#   $10 memories per term, $11 include expired memories (else only those not expired now).
+# A new filter on memories goes into memories_holding().
 SEARCH_TEXT = """
-SELECT * FROM (
-    SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
-           ts_rank_cd(m.search, q.query, 32)::float8 AS score
-    FROM memories m, websearch_to_tsquery('english', $3) AS q(query)
-    WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.search @@ q.query
-      AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
-      AND ($5::text[] IS NULL OR m.tags @> $5::text[])
-      AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
-      AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
-      AND ($13::boolean OR coalesce(least(m.expired_at, m.valid_until) > now(), true))
-) r
-WHERE ($8::float8 IS NULL OR r.score >= $8::float8)
-  AND ($9::float8 IS NULL OR (r.score, r.created_at, r.memory_id) < ($9::float8, $10::timestamptz, $11::uuid))
-ORDER BY r.score DESC, r.created_at DESC, r.memory_id DESC
-LIMIT $12
-"""
-
-# SEARCH_TEXT's page without ranking every match, for a query that is a disjunction of
-# plain words (migration 0004 explains the ranks this relies on), in two tiers:
-#   `high`: the matches that rank above the lowest rank a match can have (`low_score`,
-#           that of one content occurrence: 'x:1B' for 'x'); all of them are among the
-#           matches where a query word is strong or two query words occur ($13 is
-#           `a b or a c or b c`, NULL for one word), which indexes find. Ranked as in
-#           SEARCH_TEXT.
-#   `low`:  read only when `high` does not fill the page: the newest matches. Those not in
-#           `high` all have the lowest rank, so newest first is their order, and a walk
-#           over the agent's memories newest first finds them for a frequent word without
-#           reading every match (the planner's choice; a bitmap scan for a rare word).
-# Both tiers apply SEARCH_TEXT's filters and keyset position unchanged ($14: include_expired).
-# For any other kind of query `high` holds exactly what SEARCH_TEXT returns, and `low` is empty.
-SEARCH_RANKED_TIERS = """
-WITH high AS MATERIALIZED (
-    SELECT r.* FROM (
-        SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
-               ts_rank_cd(m.search, websearch_to_tsquery('english', $3), 32)::float8 AS score
-        FROM memories m
-        WHERE m.owner_id = $1 AND m.agent_id = $2
-          AND CASE WHEN NOT tsquery_is_disjunction(websearch_to_tsquery('english', $3))
-                   THEN m.search @@ websearch_to_tsquery('english', $3)
-                   WHEN $13::text IS NULL
-                   THEN tsvector_strong_lexemes(m.search) @@ websearch_to_tsquery('english', $3)
-                        AND ts_rank_cd(m.search, websearch_to_tsquery('english', $3), 32)
-                            > ts_rank_cd('x:1B'::tsvector, 'x'::tsquery, 32)
-                   ELSE (tsvector_strong_lexemes(m.search) @@ websearch_to_tsquery('english', $3)
-                         OR m.search @@ websearch_to_tsquery('english', $13::text))
-                        AND ts_rank_cd(m.search, websearch_to_tsquery('english', $3), 32)
-                            > ts_rank_cd('x:1B'::tsvector, 'x'::tsquery, 32)
-              END
-          AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
-          AND ($5::text[] IS NULL OR m.tags @> $5::text[])
-          AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
-          AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
-          AND ($14::boolean OR coalesce(least(m.expired_at, m.valid_until) > now(), true))
-    ) r
-    WHERE ($8::float8 IS NULL OR r.score >= $8::float8)
-      AND ($9::float8 IS NULL OR (r.score, r.created_at, r.memory_id) < ($9::float8, $10::timestamptz, $11::uuid))
-    ORDER BY r.score DESC, r.created_at DESC, r.memory_id DESC
-    LIMIT $12
-)
-SELECT 'high' AS tier, NULL::float8 AS low_score, high.* FROM high
-UNION ALL
-SELECT 'low', ts_rank_cd('x:1B'::tsvector, 'x'::tsquery, 32)::float8,
-       r.memory_id, r.agent_id, r.session_id, r.type, r.title, r.content, r.tags, r.confidence, r.created_at,
-       ts_rank_cd(r.search, websearch_to_tsquery('english', $3), 32)::float8  -- of a page's rows only
-FROM (
-    SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
-           m.search
+WITH term AS MATERIALIZED (
+    SELECT t.i, t.kind, t.text,
+           CASE WHEN t.kind = 'phrase' THEN phraseto_tsquery('english', t.text)
+                WHEN t.kind <> 'gram' THEN plainto_tsquery('english', t.text) END AS query
+    FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(text, kind, i)
+),
+excluded AS MATERIALIZED (
+    SELECT NULLIF(websearch_to_tsquery('english', $5), ''::tsquery) AS query
+),
+hit AS MATERIALIZED (
+    SELECT term.i, h.memory_id
+    FROM term, excluded,
+         LATERAL memories_holding($1, $2, term.query, CASE WHEN term.kind = 'gram' THEN term.text END,
+                                  $6, $7, $8, $9, excluded.query, $11, $10) AS h
+    WHERE term.kind = 'gram' OR numnode(term.query) > 0
+),
+found AS (
+    SELECT m.memory_id, m.created_at, m.seq,
+           ARRAY(SELECT CASE WHEN term.kind = 'gram'
+                             THEN (term.text = ANY(text_ngrams(coalesce(m.title, '') || ' ' || m.content)))::int::float8
+                             WHEN numnode(term.query) > 0 AND m.search @@ term.query
+                             THEN ts_rank_cd(m.search, term.query, 0)::float8
+                             ELSE 0 END
+                 FROM term ORDER BY term.i) AS strengths
     FROM memories m
-    WHERE m.owner_id = $1 AND m.agent_id = $2
-      AND tsquery_is_disjunction(websearch_to_tsquery('english', $3))
-      AND ($8::float8 IS NULL OR ts_rank_cd('x:1B'::tsvector, 'x'::tsquery, 32) >= $8::float8)
-      AND m.search @@ websearch_to_tsquery('english', $3)
-      AND ($4::text[] IS NULL OR m.type = ANY($4::text[]))
-      AND ($5::text[] IS NULL OR m.tags @> $5::text[])
-      AND ($6::timestamptz IS NULL OR m.created_at > $6::timestamptz)
-      AND ($7::timestamptz IS NULL OR m.created_at < $7::timestamptz)
-      AND ($14::boolean OR coalesce(least(m.expired_at, m.valid_until) > now(), true))
-      AND ($9::float8 IS NULL OR (ts_rank_cd(m.search, websearch_to_tsquery('english', $3), 32)::float8,
-                                  m.created_at, m.memory_id) < ($9::float8, $10::timestamptz, $11::uuid))
-      AND (SELECT count(*) FROM high) < $12
-    -- Rows of `high` may come again here: enough rows to make up for them.
-    ORDER BY m.created_at DESC, m.memory_id DESC
-    LIMIT $12 + (SELECT count(*) FROM high)
-) r
+    WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.memory_id IN (SELECT memory_id FROM hit)
+)
+SELECT found.*,
+       (SELECT array_agg(coalesce(h.n, 0)::int ORDER BY term.i)
+        FROM term LEFT JOIN (SELECT i, count(*) AS n FROM hit GROUP BY i) h USING (i)) AS frequencies,
+       (SELECT array_agg(term.kind = 'gram' OR numnode(term.query) > 0 ORDER BY term.i) FROM term) AS searchable,
+       (SELECT count(*)::int FROM (SELECT 1 FROM memories a WHERE a.owner_id = $1 AND a.agent_id = $2 LIMIT 10000) a)
+           AS population
+FROM found
 """
 
-# The fallback for misspelled or partial words: for each query word, the agent's own
-# words that the trigram index finds alike (`<%`, pg_trgm.word_similarity_threshold)
-# and that are also close in edits (one for short words, two for longer ones) or that
-# complete it (a partial word). The caller searches those words with SEARCH_TEXT.
+# Memories of one agent by id (the rows of a page of recall).
+GET_MEMORIES = """
+SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at, seq,
+       occurred_at, valid_until, expired_at
+FROM memories
+WHERE owner_id = $1 AND agent_id = $2 AND memory_id = ANY($3::uuid[])
+"""
+
+# The fallback for misspelled or partial words: for each query word that no memory of the
+# agent holds, the agent's own words that the trigram index finds alike (`<%`,
+# pg_trgm.word_similarity_threshold) and that are also close in edits (one for short
+# words, two for longer ones) or that complete it (a partial word).
 SUGGEST_WORDS = """
-SELECT s.word
+SELECT q.word AS typed, s.word
 FROM unnest($3::text[]) AS q(word)
 CROSS JOIN LATERAL (
     SELECT l.word FROM memory_lexicon l
@@ -220,6 +199,20 @@ CROSS JOIN LATERAL (
     ORDER BY levenshtein_less_equal(q.word, l.word, 3), word_similarity(q.word, l.word) DESC, l.word
     LIMIT 3
 ) s
+WHERE NOT EXISTS (
+    SELECT 1 FROM memory_lexicon k WHERE k.owner_id = $1 AND k.agent_id = $2 AND k.word = q.word
+)
+"""
+
+# How alike pairs of one agent's memories are in meaning: the cosine similarity of their
+# embeddings ($3 earlier and $4 later memory ids, pairwise); no row for a pair of which a
+# memory has no embedding yet.
+PAIR_SIMILARITY = """
+SELECT p.earlier, p.later, (1 - (a.embedding <=> b.embedding))::float8 AS similarity
+FROM unnest($3::uuid[], $4::uuid[]) AS p(earlier, later)
+JOIN memories a ON a.owner_id = $1 AND a.agent_id = $2 AND a.memory_id = p.earlier
+JOIN memories b ON b.owner_id = $1 AND b.agent_id = $2 AND b.memory_id = p.later
+WHERE a.embedding IS NOT NULL AND b.embedding IS NOT NULL
 """
 
 LIST_MEMORIES = """
@@ -281,6 +274,7 @@ def _row(record: asyncpg.Record) -> MemoryRow:
         metadata=record.get("metadata"),
         created_at=record["created_at"],
         updated_at=record.get("updated_at"),
+        seq=record.get("seq"),
         score=float(record.get("score") or 0.0),
         occurred_at=record.get("occurred_at"),
         valid_until=record.get("valid_until"),
@@ -295,48 +289,6 @@ def _filter_args(filters: MemoryFilters) -> tuple[Any, ...]:
         list(filters.tags) if filters.tags else None,
         filters.created_after,
         filters.created_before,
-    )
-
-
-# More words than this are ranked the plain way: the pairs of words grow as their square.
-MOST_TIERED_WORDS = 12
-
-
-def word_pairs(text: str) -> str | None:
-    """For `a or b or c` (or one word), the websearch text `a b or a c or b c` (None for one
-    word); "" when `text` is of another kind (SEARCH_RANKED_TIERS would not tier it)."""
-    words = text.split()
-    terms = words[::2]
-    if (
-        any(c in text for c in '"-')
-        or any(w.lower() != "or" for w in words[1::2])
-        or any(w.lower() == "or" for w in terms)
-        or not 0 < len(terms) <= MOST_TIERED_WORDS
-    ):
-        return ""
-    pairs = [f"{a} {b}" for i, a in enumerate(terms) for b in terms[i + 1 :]]
-    return " or ".join(pairs) if pairs else None
-
-
-def _search_args(
-    owner_id: str,
-    agent_id: str,
-    text: str,
-    filters: MemoryFilters,
-    min_score: float | None,
-    after: Position | None,
-    limit: int,
-) -> tuple[Any, ...]:
-    return (
-        UUID(owner_id),
-        agent_id,
-        text,
-        *_filter_args(filters),
-        min_score,
-        after.score if after else None,
-        after.created_at if after else None,
-        UUID(after.memory_id) if after else None,
-        limit,
     )
 
 
@@ -506,41 +458,58 @@ class MemoryRepository:
                 answer.append(str(stored["memory_id"]))
             return answer
 
-    async def search(
-        self,
-        owner_id: str,
-        agent_id: str,
-        text: str,
-        *,
-        filters: MemoryFilters,
-        min_score: float | None,
-        after: Position | None,
-        limit: int,
-        tiered: bool = True,
-    ) -> list[MemoryRow]:
-        """The best `limit` matches after `after`, in SEARCH_TEXT's order; `tiered=False`
-        finds them the plain way, ranking every match (the reference of the tests)."""
-        args = _search_args(owner_id, agent_id, text, filters, min_score, after, limit)
-        pairs = word_pairs(text) if tiered else ""
-        if pairs == "":
-            return [_row(r) for r in await self._db.fetch(SEARCH_TEXT, *args, filters.include_expired)]
-        records = await self._db.fetch(SEARCH_RANKED_TIERS, *args, pairs, filters.include_expired)
-        high = [_row(r) for r in records if r["tier"] == "high"]
-        ids = {r.memory_id for r in high}
-        low = [(_row(r), r["low_score"]) for r in records if r["tier"] == "low" and str(r["memory_id"]) not in ids]
-        if any(row.score != low_score for row, low_score in low):
-            # Cannot happen while migration 0004's reasoning about ranks holds; should it
-            # ever stop holding (a change to ts_rank_cd, say), rank every match as before.
-            logger.warning("recall: a match outside the high tier ranks above the lowest rank; ranking every match")
-            return [_row(r) for r in await self._db.fetch(SEARCH_TEXT, *args, filters.include_expired)]
-        high.sort(key=lambda r: (r.score, r.created_at, r.memory_id), reverse=True)
-        newest = sorted((row for row, _ in low), key=lambda r: (r.created_at, r.memory_id), reverse=True)
-        return (high + newest)[:limit]
+    async def search_text(
+        self, owner_id: str, agent_id: str, query: TextQuery, filters: MemoryFilters, per_term: int
+    ) -> tuple[list[TextHit], Corpus | None]:
+        """The memories that hold any of the query's terms, each with its terms' strengths,
+        and the corpus figures that weigh the terms (None when nothing matched)."""
+        terms = query.terms
+        records = await self._db.fetch(
+            SEARCH_TEXT,
+            UUID(owner_id),
+            agent_id,
+            [t.text for t in terms],
+            [t.kind for t in terms],
+            " or ".join(query.excluded),
+            *_filter_args(filters),
+            per_term,
+            filters.include_expired,
+        )
+        if not records:
+            return [], None
+        first = records[0]
+        corpus = Corpus(
+            frequencies=tuple(first["frequencies"]),
+            searchable=tuple(first["searchable"]),
+            population=first["population"],
+        )
+        hits = [TextHit(str(r["memory_id"]), r["created_at"], r["seq"], tuple(r["strengths"])) for r in records]
+        return hits, corpus
 
-    async def similar_words(self, owner_id: str, agent_id: str, words: list[str]) -> list[str]:
-        """The agent's own words closest to each of `words` (misspelled or partial)."""
-        rows = await self._db.fetch(SUGGEST_WORDS, UUID(owner_id), agent_id, words)
-        return list(dict.fromkeys(r["word"] for r in rows))
+    async def get_many(self, owner_id: str, agent_id: str, memory_ids: list[str]) -> dict[str, MemoryRow]:
+        records = await self._db.fetch(GET_MEMORIES, UUID(owner_id), agent_id, [UUID(i) for i in memory_ids])
+        return {str(r["memory_id"]): _row(r) for r in records}
+
+    async def pair_similarity(
+        self, owner_id: str, agent_id: str, pairs: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], float]:
+        """Cosine similarity of the embeddings of the two memories of each pair."""
+        records = await self._db.fetch(
+            PAIR_SIMILARITY,
+            UUID(owner_id),
+            agent_id,
+            [UUID(earlier) for earlier, _ in pairs],
+            [UUID(later) for _, later in pairs],
+        )
+        return {(str(r["earlier"]), str(r["later"])): float(r["similarity"]) for r in records}
+
+    async def similar_words(self, owner_id: str, agent_id: str, words: list[str]) -> dict[str, list[str]]:
+        """For each of `words` that no memory of the agent holds, the agent's own words
+        closest to it (it is misspelled or partial)."""
+        corrections: dict[str, list[str]] = {}
+        for record in await self._db.fetch(SUGGEST_WORDS, UUID(owner_id), agent_id, words):
+            corrections.setdefault(record["typed"], []).append(record["word"])
+        return corrections
 
     async def list(
         self, owner_id: str, agent_id: str, filters: MemoryFilters, after: Position | None, limit: int

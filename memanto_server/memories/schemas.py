@@ -46,6 +46,9 @@ MEMORY_TYPES: tuple[str, ...] = MemoryType.__args__  # type: ignore[attr-defined
 
 ExpireReason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
+RecallMode = Literal["hybrid", "text", "semantic"]
+RECALL_MODES: tuple[str, ...] = RecallMode.__args__  # type: ignore[attr-defined]
+
 
 class RememberRequest(msgspec.Struct, kw_only=True):
     content: Content
@@ -121,6 +124,8 @@ class RecallRequest(msgspec.Struct, kw_only=True):
     # MEMANTO's name for min_score.
     min_similarity: Score | None = None
     include_expired: bool = False
+    # hybrid: every signal; text: words only (full text, typo corrections); semantic: meaning only.
+    mode: RecallMode = "hybrid"
 
     def __post_init__(self) -> None:
         if self.min_score is None and self.min_similarity is not None:
@@ -145,9 +150,13 @@ class RecalledMemory(msgspec.Struct, kw_only=True):
     title: str | None
     tags: list[str]
     confidence: float
-    score: float
+    score: float  # 0-1: at or above 0.6 a strong match, below 0.2 an incidental one (docs/api.md)
     created_at: str
     session_id: str
+    signals: list[str] = msgspec.field(default_factory=list)  # what matched: text, typo, semantic
+    # The lifecycle: the time the memory is about, and "expired" for one recalled with include_expired.
+    occurred_at: str | None = None
+    status: str = "active"
     # MEMANTO's names for memory_id and content.
     id: str = ""
     text: str = ""
@@ -164,7 +173,7 @@ class RecallResult(msgspec.Struct, kw_only=True):
     memories: list[RecalledMemory]
     count: int
     next_cursor: str | None
-    match: str  # "all" words, "any" word, or "fuzzy" (trigram similarity)
+    mode: str  # the signals ranked: hybrid, text or semantic (hybrid is text without an embedder)
 
 
 class AnswerRequest(msgspec.Struct, kw_only=True):
@@ -180,6 +189,7 @@ class AnswerResult(msgspec.Struct, kw_only=True):
     answer: str
     sources: list[RecalledMemory]
     mode: str = "extractive"
+    confidence: float = 0.0  # the recall score of the memory that answers; 0 when nothing does
 
 
 class MemoryRecord(msgspec.Struct, kw_only=True):

@@ -11,20 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import msgspec
 
-from memanto_server.errors import FieldProblem, InvalidInput, NotFound, Unauthorized
+from memanto_server.errors import DependencyUnavailable, FieldProblem, InvalidInput, NotFound, Unauthorized
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import iso_z
 from memanto_server.limits import MAX_METADATA_BYTES
-from memanto_server.memories.records import record_of
+from memanto_server.memories.answer import Source, extract_answer, sentences_of, stems
+from memanto_server.memories.records import is_expired, record_of
 from memanto_server.memories.repository import KeyReused, MemoryRepository, MemoryRow, Position
 from memanto_server.memories.schemas import (
     AnswerRequest,
@@ -40,22 +42,29 @@ from memanto_server.memories.schemas import (
     RememberRequest,
     StoredMemory,
 )
-from memanto_server.memories.search import (
-    MODES,
-    Resume,
-    any_word_query,
-    decode_recall_cursor,
-    encode_recall_cursor,
-    extract_answer,
-    fuzzy_words,
-    query_fingerprint,
+from memanto_server.memories.search.cursor import decode_recall_cursor, encode_recall_cursor, query_fingerprint
+from memanto_server.memories.search.grammar import Query, parse, with_corrections
+from memanto_server.memories.search.ranking import (
+    TYPO_WEIGHT,
+    Candidate,
+    Corpus,
+    Ranked,
+    TextScorer,
+    TextShare,
+    contenders,
+    order_key,
+    rank,
+    supersede,
+    superseding,
 )
+from memanto_server.memories.semantic import SemanticUnavailable
 from memanto_server.ops.metrics import MEMORIES_STORED, RECALL_RESULTS
 from memanto_server.sessions.service import SessionService
 from memanto_server.sessions.store import LiveState
 from memanto_server.sessions.tokens import SessionClaims
 
 T = TypeVar("T")
+logger = logging.getLogger("memanto.memories")
 
 
 class ListCursor(msgspec.Struct, forbid_unknown_fields=True):
@@ -64,6 +73,10 @@ class ListCursor(msgspec.Struct, forbid_unknown_fields=True):
 
 
 NO_ANSWER = "No stored memory answers this question."
+# Candidates of each full-text term, and of the nearest-neighbour search: the depth to
+# which recall ranks (its pages go through these).
+TEXT_CANDIDATES_PER_TERM = 100
+SEMANTIC_CANDIDATES = 100
 
 
 def _check_metadata(metadata: dict[str, Any] | None, field: str = "metadata") -> None:
@@ -113,7 +126,7 @@ def memory_uuid(text: str) -> uuid.UUID:
         raise NotFound(f"memory '{text}' not found", code="memory_not_found") from None
 
 
-def _recalled(row: MemoryRow) -> RecalledMemory:
+def _recalled(row: MemoryRow, ranked: Ranked) -> RecalledMemory:
     return RecalledMemory(
         memory_id=row.memory_id,
         content=row.content,
@@ -121,10 +134,58 @@ def _recalled(row: MemoryRow) -> RecalledMemory:
         title=row.title,
         tags=row.tags,
         confidence=round(row.confidence, 4),
-        score=round(row.score, 6),
+        score=round(ranked.score, 6),  # as min_score compares it
         created_at=iso_z(row.created_at),
         session_id=row.session_id,
+        signals=list(ranked.signals),
+        occurred_at=iso_z(row.occurred_at or row.created_at),
+        status="expired" if is_expired(row) else "active",
     )
+
+
+def _key(ranked: Ranked, candidate: Candidate) -> tuple[float, datetime, int, str]:
+    """A memory's place in the ranked list (all parts descending): what a cursor holds."""
+    return (ranked.score, *order_key(candidate))
+
+
+class TextFound(msgspec.Struct, frozen=True):
+    candidate: Candidate
+    share: TextShare
+
+
+class Ranking(msgspec.Struct, frozen=True):
+    """A query's ranked memories, each one's place in time, and the rows already read."""
+
+    ranked: list[Ranked]
+    candidates: dict[str, Candidate]
+    rows: dict[str, MemoryRow]
+    mode: str  # the signals it ranked by: "text" when meaning was asked for but unavailable
+
+
+def _held(query: Query, corpus: Corpus | None, group: int) -> bool:
+    """Whether some memory holds the query word of `group`."""
+    if corpus is None:
+        return False
+    return any(t.group == group and f > 0 for t, f in zip(query.terms, corpus.frequencies, strict=True))
+
+
+async def _done(value: T) -> T:
+    return value
+
+
+class Semantic(Protocol):
+    """Recall by meaning: the embedder and the nearest-neighbour search of the embeddings."""
+
+    async def nearest(
+        self, owner_id: str, agent_id: str, query: str, filters: MemoryFilters, limit: int
+    ) -> list[tuple[MemoryRow, float]]:
+        """The `limit` memories nearest in meaning to `query`, each with its cosine similarity."""
+
+    async def similarities(self, query: str, texts: list[str]) -> list[float]:
+        """Cosine similarity of each of `texts` to `query`."""
+
+    async def alike(self, owner_id: str, agent_id: str, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        """Cosine similarity of the two memories of each pair (none for one not embedded yet)."""
 
 
 def _record(row: MemoryRow) -> MemoryRecord:
@@ -132,9 +193,12 @@ def _record(row: MemoryRow) -> MemoryRecord:
 
 
 class MemoryService:
-    def __init__(self, repository: MemoryRepository, sessions: SessionService) -> None:
+    def __init__(
+        self, repository: MemoryRepository, sessions: SessionService, semantic: Semantic | None = None
+    ) -> None:
         self._repository = repository
         self._sessions = sessions
+        self._semantic = semantic
 
     async def _counted_write(
         self, claims: SessionClaims, count: int, write: Callable[[], Awaitable[T]]
@@ -202,79 +266,144 @@ class MemoryService:
             stored=stored, memory_ids=memory_ids, already_stored=len(memories) - stored
         ), state.expires_ms
 
-    async def _search(
-        self, claims: SessionClaims, request: RecallRequest, modes: tuple[str, ...], resume: Resume | None
-    ) -> tuple[str, str, list[MemoryRow]]:
-        """Try each way of matching in turn; return the first that finds anything."""
-        rows: list[MemoryRow] = []
-        mode, text = modes[0], request.query
-        for mode in modes:
-            if resume is not None:
-                text = resume.text
-            elif mode == "all":
-                text = request.query
-            elif mode == "any":
-                text = any_word_query(request.query) or ""
-            else:
-                words = fuzzy_words(request.query)
-                similar = await self._repository.similar_words(claims.owner_id, claims.agent_id, words) if words else []
-                text = " or ".join(similar)
-            if not text:
-                continue
-            rows = await self._repository.search(
-                claims.owner_id,
-                claims.agent_id,
-                text,
-                filters=request.filters(),
-                min_score=request.min_score,
-                after=resume.position if resume else None,
-                limit=request.limit + 1,
-            )
-            if rows or resume is not None:
-                break
-        return mode, text, rows
+    async def _text(self, claims: SessionClaims, query: Query, filters: MemoryFilters) -> dict[str, TextFound]:
+        """Full-text candidates and what each holds of the query. A query word that no memory
+        holds is looked up among the agent's own words for close spellings, and the query is
+        searched again with them (whatever other words matched)."""
+        search = self._repository.search_text
+        hits, corpus = await search(claims.owner_id, claims.agent_id, query, filters, TEXT_CANDIDATES_PER_TERM)
+        unknown = [word for group, word in query.typo_words if not _held(query, corpus, group)]
+        if unknown:
+            corrections = await self._repository.similar_words(claims.owner_id, claims.agent_id, unknown)
+            if corrections:
+                query = with_corrections(query, corrections, TYPO_WEIGHT)
+                hits, corpus = await search(claims.owner_id, claims.agent_id, query, filters, TEXT_CANDIDATES_PER_TERM)
+        if corpus is None:
+            return {}
+        scorer = TextScorer(query.terms, corpus)
+        return {
+            h.memory_id: TextFound(Candidate(h.memory_id, h.created_at, h.seq), scorer.share(h.strengths)) for h in hits
+        }
+
+    async def _nearest(
+        self, claims: SessionClaims, query: str, mode: str, filters: MemoryFilters
+    ) -> list[tuple[MemoryRow, float]] | None:
+        """The nearest memories in meaning; None when the embedder cannot embed the query now
+        (hybrid recall goes on with its text signals; semantic recall is unavailable)."""
+        assert self._semantic is not None
+        try:
+            return await self._semantic.nearest(claims.owner_id, claims.agent_id, query, filters, SEMANTIC_CANDIDATES)
+        except SemanticUnavailable as exc:
+            if mode == "semantic":
+                raise DependencyUnavailable("the embedding model does not answer; try again shortly") from None
+            logger.warning("recall by meaning unavailable, ranking by text only: %s", exc)
+            return None
+
+    async def _rank(self, claims: SessionClaims, query_text: str, mode: str, filters: MemoryFilters) -> Ranking:
+        """Every memory with evidence for the query, best first, by the signals of `mode`."""
+        query = parse(query_text)
+        use_text = mode != "semantic" and bool(query.terms)
+        use_semantic = mode != "text" and self._semantic is not None
+        text, nearest = await asyncio.gather(
+            self._text(claims, query, filters) if use_text else _done({}),
+            self._nearest(claims, query_text, mode, filters) if use_semantic else _done([]),
+        )
+        if nearest is None:
+            use_semantic, nearest = False, []
+        candidates = {memory_id: found.candidate for memory_id, found in text.items()}
+        rows: dict[str, MemoryRow] = {}
+        similarity: dict[str, float] = {}
+        excluded = stems(" ".join(query.excluded))
+        for row, cosine in nearest:
+            if excluded & stems(f"{row.title or ''} {row.content}"):
+                continue  # the query leaves out memories holding this word
+            rows[row.memory_id] = row
+            similarity[row.memory_id] = cosine
+            candidates.setdefault(row.memory_id, Candidate(row.memory_id, row.created_at, row.seq))
+        shares = {memory_id: found.share for memory_id, found in text.items()}
+        ranked = rank(candidates.values(), shares, similarity)
+        order = {memory_id: order_key(c) for memory_id, c in candidates.items()}
+        # Pairs that hold the query through the same words; with embeddings, those alike in meaning too.
+        pairs = superseding(contenders(ranked, order), shares, None)
+        if pairs and use_semantic:
+            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs)
+            pairs = superseding(pairs, shares, alike)
+        if pairs:
+            ranked = supersede(ranked, pairs, order)
+        return Ranking(ranked, candidates, rows, "text" if mode == "hybrid" and not use_semantic else mode)
+
+    async def _rows(self, claims: SessionClaims, ranking: Ranking, ranked: list[Ranked]) -> dict[str, MemoryRow]:
+        """The memories of `ranked`, read once (those nearest-neighbour search returned are known)."""
+        missing = [r.memory_id for r in ranked if r.memory_id not in ranking.rows]
+        found = await self._repository.get_many(claims.owner_id, claims.agent_id, missing) if missing else {}
+        return {**{r.memory_id: ranking.rows[r.memory_id] for r in ranked if r.memory_id in ranking.rows}, **found}
+
+    def _mode(self, requested: str) -> str:
+        if self._semantic is not None:
+            return requested
+        if requested == "semantic":
+            raise InvalidInput.field("mode", "semantic recall is off on this server (no embedder)", "body")
+        return "text"
 
     async def recall(self, claims: SessionClaims, request: RecallRequest) -> tuple[RecallResult, int]:
         reject_nul(request.query, "query")
         reject_nul(request.tags, "tags")
-        fingerprint = query_fingerprint(request.query, request.filters(), request.min_score)
+        mode = self._mode(request.mode)
+        filters = request.filters()
+        fingerprint = query_fingerprint(request.query, request.mode, filters, request.min_score)
         resume = decode_recall_cursor(request.cursor, fingerprint)
+        as_of = resume.as_of if resume else datetime.now(UTC)
+        # The memories that existed at the first page: the cursor's pages rank the same set.
+        before = as_of if filters.created_before is None else min(as_of, filters.created_before)
+        ranking = await self._rank(claims, request.query, mode, msgspec.structs.replace(filters, created_before=before))
+        keyed = [(r, _key(r, ranking.candidates[r.memory_id])) for r in ranking.ranked]
+        if request.min_score is not None:
+            keyed = [(r, k) for r, k in keyed if r.score >= request.min_score]
         if resume is not None:
-            reject_nul(resume.text, "cursor")
-        mode, text, rows = await self._search(claims, request, (resume.mode,) if resume else MODES, resume)
-        page = rows[: request.limit]
+            keyed = [(r, k) for r, k in keyed if k < resume.key]
+        page = keyed[: request.limit]
+        rows = await self._rows(claims, ranking, [r for r, _ in page])
+        page = [(r, k) for r, k in page if r.memory_id in rows]  # deleted meanwhile
         # Liveness is checked after the search so that the check and the count are one
         # round trip; a dead session's results are thrown away unseen.
         state = await self._sessions.touch(claims, retrieved=len(page))
         RECALL_RESULTS.inc(len(page))
-        next_cursor = encode_recall_cursor(mode, text, page[-1], fingerprint) if len(rows) > request.limit else None
+        more = len(keyed) > request.limit
         result = RecallResult(
             agent_id=claims.agent_id,
             session_id=claims.session_id,
             query=request.query,
-            memories=[_recalled(r) for r in page],
+            memories=[_recalled(rows[r.memory_id], r) for r, _ in page],
             count=len(page),
-            next_cursor=next_cursor,
-            match=mode,
+            next_cursor=encode_recall_cursor(page[-1][1], as_of, fingerprint) if more and page else None,
+            mode=ranking.mode if mode == "hybrid" else mode,
         )
         return result, state.expires_ms
 
     async def answer(self, claims: SessionClaims, request: AnswerRequest) -> tuple[AnswerResult, int]:
         reject_nul(request.question, "question")
-        search = RecallRequest(query=request.question, limit=request.limit, include_expired=request.include_expired)
-        _, _, rows = await self._search(claims, search, MODES, None)
-        extracts = extract_answer(request.question, rows[: request.limit])
-        by_id = {r.memory_id: r for r in rows}
-        sources = [by_id[i] for i in dict.fromkeys(e.memory_id for e in extracts)]
-        state = await self._sessions.touch(claims, retrieved=len(sources))
-        RECALL_RESULTS.inc(len(sources))
-        answer = " ".join(e.sentence for e in extracts) or NO_ANSWER
+        filters = MemoryFilters(include_expired=request.include_expired)
+        ranking = await self._rank(claims, request.question, self._mode("hybrid"), filters)
+        rows = await self._rows(claims, ranking, ranking.ranked[: request.limit])
+        top = [r for r in ranking.ranked[: request.limit] if r.memory_id in rows]
+        sources = [Source(r.memory_id, rows[r.memory_id].title, rows[r.memory_id].content, r.relevance) for r in top]
+        sentences = await asyncio.to_thread(sentences_of, sources)
+        similarities = None
+        if self._semantic is not None and sentences and ranking.mode == "hybrid":
+            with contextlib.suppress(SemanticUnavailable):
+                similarities = await self._semantic.similarities(request.question, [s.text for s in sentences])
+        said = await asyncio.to_thread(extract_answer, request.question, sources, sentences, similarities)
+        used = list(dict.fromkeys(e.memory_id for e in said.extracts))
+        by_id = {r.memory_id: r for r in top}
+        state = await self._sessions.touch(claims, retrieved=len(used))
+        RECALL_RESULTS.inc(len(used))
         result = AnswerResult(
             agent_id=claims.agent_id,
             session_id=claims.session_id,
             question=request.question,
-            answer=answer,
-            sources=[_recalled(r) for r in sources],
+            answer=" ".join(e.sentence for e in said.extracts) or NO_ANSWER,
+            sources=[_recalled(rows[i], by_id[i]) for i in used],
+            confidence=said.confidence,
         )
         return result, state.expires_ms
 

@@ -154,15 +154,16 @@ def _show_search(agent_id: str, result: RecallResult) -> None:
     if not result.memories:
         click.echo(f"No memories of '{agent_id}' match '{result.query}'.")
         return
-    table = new_table(f"Recall '{result.query}': {result.count} found (match: {result.match})")
+    table = new_table(f"Recall '{result.query}': {result.count} found (mode: {result.mode})")
     table.add_column("#", justify="right")
     table.add_column("Score", justify="right")
     table.add_column("Type", no_wrap=True)
     table.add_column("Memory", ratio=1, min_width=36)
     table.add_column("Tags")
+    table.add_column("Matched", no_wrap=True)
     for rank, memory in enumerate(result.memories, start=1):
         text = memory_text(memory.title, memory.content, memory.memory_id)
-        table.add_row(str(rank), f"{memory.score:.2f}", memory.type, text, cell(memory.tags))
+        table.add_row(str(rank), f"{memory.score:.2f}", memory.type, text, cell(memory.tags), cell(memory.signals))
     print_table(table)
 
 

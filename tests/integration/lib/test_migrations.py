@@ -211,7 +211,7 @@ async def test_a_database_of_the_previous_release_upgrades_and_its_memories_wait
             owner,
         )
         applied = await migrate(url)
-        assert [v[:4] for v in applied] == ["0006", "0007"]
+        assert [v[:4] for v in applied][:2] == ["0006", "0007"]  # and those of later changes
         assert await conn.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL") == 50
         assert await index_state(url, "memories_unembedded") == [("memories_unembedded", True)]
         assert await index_state(url, "memories_embedding_hnsw") == [("memories_embedding_hnsw", True)]

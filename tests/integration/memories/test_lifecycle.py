@@ -194,8 +194,8 @@ async def test_an_expired_memory_is_kept_but_left_out_of_recall_and_answer(clien
     assert parse_z(expired["expired_at"]) <= datetime.now(UTC)
 
     assert await recall_ids(client, live, "billing contact") == [new]
-    assert await recall_ids(client, live, "contact") == [new]  # one word: recall's tiered search
-    assert await recall_ids(client, live, "contcat") == [new]  # misspelled: the fuzzy way
+    assert await recall_ids(client, live, "contact") == [new]
+    assert await recall_ids(client, live, "contcat") == [new]  # misspelled: a close spelling
     answer = await post(client, live, "answer", {"question": "Who is the billing contact?"})
     assert "Bo Chen" in answer["answer"]
     assert "Ana Silva" not in answer["answer"]
@@ -224,7 +224,7 @@ async def test_a_memory_past_its_valid_until_is_expired_and_one_before_it_is_not
         client, live, "Promo code SUMMER applies", valid_until=z(datetime.now(UTC) + timedelta(days=30))
     )
     assert await recall_ids(client, live, "promo code") == [future]
-    assert await recall_ids(client, live, "promo") == [future]  # one word, once in the content: the low tier
+    assert await recall_ids(client, live, "promo") == [future]
     assert (await record(client, live, past))["status"] == "expired"
     assert (await record(client, live, future))["status"] == "active"
 

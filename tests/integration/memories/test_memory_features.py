@@ -58,6 +58,9 @@ RECALLED_FIELDS = {
     "score",
     "created_at",
     "session_id",
+    "signals",
+    "occurred_at",
+    "status",
     "id",
     "text",
 }
@@ -480,7 +483,7 @@ async def test_recall_ranks_title_above_content(client: Any, owner: OwnerKey) ->
     in_title = await remember(client, live, "Seen twice near the lake this spring", title="Quokka sightings")
     await remember(client, live, "Nothing to do with it", title="Other")
     found = await recall(client, live, params={"query": "quokka"})
-    assert found["match"] == "all"
+    assert [m["signals"][:1] for m in found["memories"]] == [["text"], ["text"]]
     assert ids_of(found) == [in_title, in_content]
     scores = [m["score"] for m in found["memories"]]
     assert scores[0] > scores[1] > 0
@@ -595,7 +598,7 @@ async def test_recall_pages_through_every_match_without_duplicates_or_gaps(clien
     assert set(seen) == set(expected)
     scores = [m["score"] for page in pages for m in page["memories"]]
     assert scores == sorted(scores, reverse=True)  # best first, across pages too
-    assert {p["match"] for p in pages} == {"all"}
+    assert {s for p in pages for m in p["memories"] for s in m["signals"]} >= {"text"}
     assert await counters(client, live) == (30, 25)
 
 
@@ -618,16 +621,16 @@ async def test_recall_pages_with_the_cursor_as_a_query_parameter(client: Any, ow
 
 
 @pytest.mark.parametrize(
-    ("query", "mode"),
-    [("harbor", "fuzzy"), ("which harbour crane", "any")],
+    ("query", "signal"),
+    [("harbor", "typo"), ("which harbour crane", "text")],
 )
-async def test_recall_pages_through_fallback_matches_too(client: Any, owner: OwnerKey, query: str, mode: str) -> None:
+async def test_recall_pages_through_fallback_matches_too(client: Any, owner: OwnerKey, query: str, signal: str) -> None:
     live = await start(client, owner)
-    words = ("harbour", "crane") if mode == "any" else ("harbour",)  # "harbor" is close to "harbour" only
+    words = ("harbour", "crane") if signal == "text" else ("harbour",)  # "harbor" is close to "harbour" only
     expected = await batch(client, live, [{"content": f"the {words[i % len(words)]} log entry {i}"} for i in range(11)])
     await batch(client, live, [{"content": f"unrelated beaver {i}"} for i in range(3)])
     pages = await page_through_recall(client, live, query, limit=4)
-    assert {p["match"] for p in pages} == {mode}
+    assert {s for p in pages for m in p["memories"] for s in m["signals"]} == {signal}
     assert [p["count"] for p in pages] == [4, 4, 3]
     seen = [memory_id for page in pages for memory_id in ids_of(page)]
     assert len(seen) == len(set(seen))
@@ -708,10 +711,8 @@ async def test_recall_falls_back_to_any_word_for_a_question(client: Any, owner: 
     email = await remember(client, live, "Customer prefers email")
     await remember(client, live, "The warehouse opens at nine")
     direct = await recall(client, live, params={"query": "customer email"})
-    assert direct["match"] == "all"
     assert ids_of(direct) == [email]
     question = await recall(client, live, params={"query": "which contact method does the customer prefer"})
-    assert question["match"] == "any"
     assert ids_of(question) == [email]
 
 
@@ -728,7 +729,7 @@ async def test_recall_falls_back_to_fuzzy_for_misspelled_or_partial_words(
     expected["custmer"] = expected["emial"]
     await remember(client, live, "The warehouse opens at nine")
     found = await recall(client, live, params={"query": query})
-    assert found["match"] == "fuzzy"
+    assert found["memories"][0]["signals"] == ["typo"]
     assert found["count"] >= 1
     assert ids_of(found)[0] == expected[query]
     assert "The warehouse opens at nine" not in {m["content"] for m in found["memories"]}

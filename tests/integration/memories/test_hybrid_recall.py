@@ -1,0 +1,213 @@
+"""Hybrid recall on Postgres with pgvector and the bundled local model (issue 13): a paraphrase
+found by meaning, recall while memories wait for their embedding, filters and pages in hybrid
+mode, isolation, knowledge updates, answers by meaning, and the modes.
+
+Each test has a database of its own (`semantic_settings`): the app's embedding worker embeds
+only its memories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from memanto_server.main import create_app
+from memanto_server.settings import Settings
+from tests.helpers.embedders import wait_embedded
+from tests.helpers.owners import OwnerKey, create_owner_key, start, unique_agent
+from tests.integration.memories.test_memory_features import answer, batch, ids_of, recall, remember
+
+CONTACT = "Customer prefers email over phone calls."
+DISTRACTORS = [
+    "Invoice 4411 was paid on March 3.",
+    "The warehouse in Rotterdam opens at seven.",
+    "Quarterly review moved to Thursday afternoon.",
+    "The API quota is fifty thousand requests a day.",
+    "Marco from finance pushed for the renewal.",
+]
+QUESTION = "How does the client want to be reached?"  # no word in common with CONTACT
+
+
+@pytest.fixture
+async def semantic_client(semantic_settings: Settings) -> AsyncIterator[Any]:
+    async with AsyncTestClient(app=create_app(semantic_settings)) as client:
+        yield client
+
+
+@pytest.fixture
+async def semantic_owner(semantic_settings: Settings) -> OwnerKey:
+    conn = await asyncpg.connect(semantic_settings.database_url)
+    try:
+        return await create_owner_key(conn)
+    finally:
+        await conn.close()
+
+
+async def test_a_paraphrase_is_found_by_meaning_and_not_by_text(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in DISTRACTORS])
+    contact = await remember(semantic_client, live, CONTACT)
+    await wait_embedded(semantic_settings.database_url, count=6)
+
+    text = await recall(semantic_client, live, body={"query": QUESTION, "mode": "text"})
+    assert contact not in ids_of(text)
+    hybrid = await recall(semantic_client, live, body={"query": QUESTION})
+    assert hybrid["mode"] == "hybrid"
+    assert ids_of(hybrid)[0] == contact
+    assert "semantic" in hybrid["memories"][0]["signals"]
+    semantic = await recall(semantic_client, live, body={"query": QUESTION, "mode": "semantic"})
+    assert ids_of(semantic)[0] == contact
+    assert semantic["memories"][0]["signals"] == ["semantic"]
+
+    # A word left out (-word) leaves out the memories holding it, found by meaning too.
+    excluded = await recall(semantic_client, live, body={"query": f"{QUESTION} -emails"})
+    assert contact not in ids_of(excluded)
+
+    said = await answer(semantic_client, live, QUESTION)
+    assert said["answer"].startswith(CONTACT)
+    assert said["sources"][0]["memory_id"] == contact
+
+
+async def test_recall_finds_by_text_while_memories_wait_for_their_embedding(
+    semantic_settings: Settings, semantic_owner: OwnerKey
+) -> None:
+    no_worker = msgspec.structs.replace(semantic_settings, embedding_worker=False)
+    async with AsyncTestClient(app=create_app(no_worker)) as client:
+        live = await start(client, semantic_owner)
+        stored = await remember(client, live, "The gateway firmware is version 4.2.")
+        found = await recall(client, live, body={"query": "gateway firmware"})
+        assert ids_of(found) == [stored]
+        assert found["memories"][0]["signals"] == ["text"]
+        assert found["mode"] == "hybrid"
+        # By meaning alone nothing is found yet: the memory has no embedding.
+        assert ids_of(await recall(client, live, body={"query": "gateway firmware", "mode": "semantic"})) == []
+
+
+async def test_filters_and_pages_in_hybrid_mode(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    items = [
+        {"content": f"Customer {i} prefers {'email' if i % 2 else 'phone calls'} for contact.", "type": t, "tags": g}
+        for i, (t, g) in enumerate((["fact", ["a"]], ["preference", ["a", "b"]], ["fact", ["b"]]) * 8)
+    ]
+    ids = await batch(semantic_client, live, items)
+    await batch(semantic_client, live, [{"content": c} for c in DISTRACTORS])
+    await wait_embedded(semantic_settings.database_url, count=len(items) + len(DISTRACTORS))
+
+    query = {"query": "how do customers like to be reached", "limit": 100}
+    whole = await recall(semantic_client, live, body=query)
+    again = await recall(semantic_client, live, body=query)
+    assert [(m["memory_id"], m["score"]) for m in again["memories"]] == [
+        (m["memory_id"], m["score"]) for m in whole["memories"]
+    ]
+    assert whole["next_cursor"] is None
+    order = ids_of(whole)
+    assert set(ids) <= set(order)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await recall(semantic_client, live, body={**query, "limit": 7, **({"cursor": cursor} if cursor else {})})
+        seen += ids_of(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == order  # no gap, no repeat, the same order as one page
+    scores = [m["score"] for m in whole["memories"]]
+    assert scores == sorted(scores, reverse=True)
+
+    by_type = await recall(semantic_client, live, body={**query, "type": "preference"})
+    assert set(ids_of(by_type)) == {ids[i] for i, item in enumerate(items) if item["type"] == "preference"}
+    by_tags = await recall(semantic_client, live, body={**query, "tags": ["a", "b"]})
+    assert set(ids_of(by_tags)) == {ids[i] for i, item in enumerate(items) if item["tags"] == ["a", "b"]}
+    strong = await recall(semantic_client, live, body={**query, "min_score": scores[3]})
+    assert ids_of(strong) == order[: len(ids_of(strong))]
+    assert all(m["score"] >= scores[3] for m in strong["memories"])
+
+
+async def test_hybrid_recall_never_reaches_another_agent_or_owner(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    conn = await asyncpg.connect(semantic_settings.database_url)
+    try:
+        stranger = await create_owner_key(conn, "stranger")
+    finally:
+        await conn.close()
+    agent = unique_agent()
+    mine = await start(semantic_client, semantic_owner, agent)
+    sibling = await start(semantic_client, semantic_owner)
+    foreign = await start(semantic_client, stranger, agent)
+    my_id = await remember(semantic_client, mine, CONTACT)
+    await remember(semantic_client, sibling, "The customer would rather be emailed than called.")
+    await remember(semantic_client, foreign, "Our client likes email, never phone calls.")
+    await wait_embedded(semantic_settings.database_url, count=3)
+    for mode in ("hybrid", "semantic", "text"):
+        found = await recall(semantic_client, mine, body={"query": QUESTION, "mode": mode, "limit": 100})
+        assert set(ids_of(found)) <= {my_id}, mode
+    said = await answer(semantic_client, mine, QUESTION)
+    assert [s["memory_id"] for s in said["sources"]] == [my_id]
+
+
+async def test_the_later_of_two_conflicting_facts_ranks_first(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in DISTRACTORS])
+    old = await remember(semantic_client, live, "Northwind is on the Starter plan with 5 seats.")
+    new = await remember(semantic_client, live, "Northwind upgraded to the Business plan with 25 seats.")
+    await wait_embedded(semantic_settings.database_url, count=7)
+    found = await recall(semantic_client, live, body={"query": "Which plan is Northwind on?"})
+    assert ids_of(found)[:2] == [new, old]
+
+
+async def test_a_question_nothing_answers_has_no_confident_answer(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in [CONTACT, *DISTRACTORS]])
+    await wait_embedded(semantic_settings.database_url, count=6)
+    said = await answer(semantic_client, live, "What is the capital of Mongolia?")
+    assert said["answer"] == "No stored memory answers this question."
+    assert said["sources"] == []
+    found = await recall(semantic_client, live, body={"query": "What is the capital of Mongolia?"})
+    assert all(m["score"] < 0.3 for m in found["memories"])
+
+
+async def test_semantic_mode_is_refused_when_recall_by_meaning_is_off(client: Any, owner: OwnerKey) -> None:
+    live = await start(client, owner)
+    response = await client.post(live.url("recall"), json={"query": "x", "mode": "semantic"}, headers=live.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"].removeprefix("$.") == "mode"
+    hybrid = await recall(client, live, body={"query": "x"})
+    assert hybrid["mode"] == "text"  # without an embedder, hybrid is text
+
+
+async def test_an_expired_memory_is_not_found_by_meaning_unless_asked_for(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in DISTRACTORS])
+    contact = await remember(semantic_client, live, CONTACT)
+    await wait_embedded(semantic_settings.database_url, count=6)
+    expired = await semantic_client.post(live.url(f"memories/{contact}/expire"), json={}, headers=live.headers)
+    assert expired.status_code == 200, expired.text
+
+    for mode in ("hybrid", "semantic"):
+        found = await recall(semantic_client, live, body={"query": QUESTION, "mode": mode, "limit": 100})
+        assert contact not in ids_of(found), mode
+        asked = await recall(
+            semantic_client, live, body={"query": QUESTION, "mode": mode, "limit": 100, "include_expired": True}
+        )
+        assert ids_of(asked)[0] == contact, mode
+        assert asked["memories"][0]["status"] == "expired"
+        assert asked["memories"][0]["occurred_at"] == asked["memories"][0]["created_at"]
+    said = await answer(semantic_client, live, QUESTION)
+    assert contact not in [s["memory_id"] for s in said["sources"]]
+    assert CONTACT not in said["answer"]
