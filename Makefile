@@ -34,8 +34,12 @@ run: install
 	$(WITH_PG) sh -c '$(BIN)/memanto-server migrate && $(BIN)/memanto-server keys dev && \
 		exec $(BIN)/memanto-server serve --host $(HOST) --port $(PORT)'
 
+# The suite in TEST_WORKERS processes (pytest-xdist), a test file to a worker: a file's
+# module-scoped servers start once. Most tests wait on servers and sockets, so one more worker
+# than cores keeps both busy. `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 3
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # A long schemathesis run against a real server (make test runs a short one): every phase,
 # FUZZ_EXAMPLES cases per route and phase, fuzzing repeated until FUZZ_TIME seconds are spent.

@@ -11,7 +11,7 @@ from memanto_server.compat.health import MemantoHealthController
 from memanto_server.compat.moorcheh import moorcheh_router
 from memanto_server.http import list_every_method
 from memanto_server.lifespan import backends
-from memanto_server.mcp.server import mcp_route, mcp_session_manager
+from memanto_server.mcp.endpoint import mcp_route, mcp_session_manager
 from memanto_server.memories.controller import MemoryController
 from memanto_server.memories.lifecycle_controller import LifecycleController
 from memanto_server.openapi import openapi_config

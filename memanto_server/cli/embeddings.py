@@ -1,4 +1,8 @@
-"""`memanto-server worker` and `reembed`, and the embedding-model check before `serve` starts."""
+"""`memanto-server worker` and `reembed`, and the embedding-model check before `serve` starts.
+
+The embedding machinery (ONNX Runtime, the model, the worker) is imported by the command that
+runs, not with the command line: `serve` with embeddings off never loads it.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,17 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from memanto_server.embeddings.base import Embedder, EmbedderError
-from memanto_server.embeddings.factory import open_embedder
-from memanto_server.embeddings.service import ModelRefused, check_model, reembed
-from memanto_server.embeddings.worker import EmbeddingWorker
 from memanto_server.errors import OUTAGE_ERRORS
 from memanto_server.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from memanto_server.embeddings.base import Embedder
+    from memanto_server.embeddings.worker import EmbeddingWorker
 
 T = TypeVar("T")
 
@@ -35,6 +37,9 @@ def _settings() -> Settings:
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
     """Run `work`, turning the failures an operator can fix into one line and an exit status."""
+    from memanto_server.embeddings.base import EmbedderError
+    from memanto_server.embeddings.service import ModelRefused
+
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
     except ModelRefused as exc:
@@ -52,6 +57,8 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
 
 
 def _worker(settings: Settings, embedder: Embedder) -> EmbeddingWorker:
+    from memanto_server.embeddings.worker import EmbeddingWorker
+
     return EmbeddingWorker(
         settings.database_url,
         embedder,
@@ -64,6 +71,8 @@ def _worker(settings: Settings, embedder: Embedder) -> EmbeddingWorker:
 
 
 async def _embedder(settings: Settings) -> Embedder:
+    from memanto_server.embeddings.factory import open_embedder
+
     embedder = await open_embedder(settings)
     if embedder is None:
         raise click.ClickException("MEMANTO_EMBEDDER is `none`: there is nothing to embed with")
@@ -75,6 +84,7 @@ def check_embedding_model(settings: Settings) -> None:
     not hold. Nothing is checked with embeddings off, nor when Postgres cannot be reached now."""
     if settings.embedder == "none":
         return
+    from memanto_server.embeddings.service import check_model
 
     async def check() -> None:
         embedder = await _embedder(settings)
@@ -93,6 +103,8 @@ def check_embedding_model(settings: Settings) -> None:
 
 @click.command("worker", help="Embed stored memories until stopped (SIGTERM/SIGINT): the embedding worker alone.")
 def worker_command() -> None:
+    from memanto_server.embeddings.service import check_model
+
     settings = _settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -122,6 +134,11 @@ def worker_command() -> None:
 @click.command("reembed", help="Embed every memory with the configured model and record it (resumable).")
 @click.option("--force", is_flag=True, help="Embed everything again even if the model is the recorded one.")
 def reembed_command(force: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from memanto_server.embeddings.service import reembed
+
     settings = _settings()
 
     async def work() -> int:

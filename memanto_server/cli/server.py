@@ -1,4 +1,8 @@
-"""`memanto-server`: the admin command line (serve, migrate, keys, worker, reembed, local-postgres)."""
+"""`memanto-server`: the admin command line (serve, migrate, keys, worker, reembed, local-postgres).
+
+Each command imports the machinery it needs when it runs: `serve`'s supervisor process, a
+`migrate` or a `--help` does not load the app, the key store or the embedding model.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,20 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID
 
 import asyncpg
 import click
 
-from memanto_server.auth.cache import publish_revocation
-from memanto_server.auth.keys import display_prefix, generate_api_key, hash_api_key, new_key_id
-from memanto_server.auth.repository import ApiKeyRepository
 from memanto_server.cli.embeddings import check_embedding_model, reembed_command, worker_command
 from memanto_server.cli.local_postgres import local_postgres_command
 from memanto_server.errors import OUTAGE_ERRORS
-from memanto_server.lib.db import Database
 from memanto_server.lib.migrations import MigrationError, migrate
-from memanto_server.lifespan import redis_from
 from memanto_server.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from memanto_server.auth.repository import ApiKeyRepository
 
 T = TypeVar("T")
 
@@ -50,6 +52,9 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _with_repository(settings: Settings, use: Callable[[ApiKeyRepository], Awaitable[T]]) -> T:
+    from memanto_server.auth.repository import ApiKeyRepository
+    from memanto_server.lib.db import Database
+
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2, timeout=settings.db_connect_timeout)
     try:
         return await use(ApiKeyRepository(Database(pool, settings.db_acquire_timeout)))
@@ -58,6 +63,8 @@ async def _with_repository(settings: Settings, use: Callable[[ApiKeyRepository],
 
 
 async def _create_key(repository: ApiKeyRepository, name: str, owner_id: str | None) -> tuple[str, str, str]:
+    from memanto_server.auth.keys import display_prefix, generate_api_key, hash_api_key, new_key_id
+
     if owner_id is None:
         owner_id = await repository.create_owner(name)
     elif not _is_uuid(owner_id) or not await repository.owner_exists(owner_id):
@@ -201,6 +208,9 @@ def keys_list() -> None:
 @keys.command("revoke", help="Revoke an API key; every server instance stops accepting it at once.")
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
+    from memanto_server.auth.cache import publish_revocation
+    from memanto_server.lifespan import redis_from
+
     settings = _settings()
 
     async def revoke(repository: ApiKeyRepository) -> bool:
@@ -220,6 +230,8 @@ def keys_revoke(key_id: str) -> None:
 
 @keys.command("dev", help="Development only: make sure a local API key exists and print it.")
 def keys_dev() -> None:
+    from memanto_server.auth.keys import hash_api_key
+
     settings = _settings()
     if settings.is_production:
         raise click.ClickException("`keys dev` is for development; use `keys create` in production")

@@ -1,9 +1,8 @@
-"""The MCP endpoint: `/mcp`, Streamable HTTP in stateless JSON mode, in the same app.
+"""The MCP server behind `/mcp`: the official SDK's session manager, Streamable HTTP in stateless JSON mode.
 
-The official SDK's low-level server lists the tools of `tools.py` and calls them with the
-owner of the request's API key. A Litestar guard checks that key before the SDK sees the
-request (no key or a wrong one: 401 problem details, as on every route), and the SDK's session
-manager runs in the app's lifespan.
+The SDK's low-level server lists the tools of `tools.py` and calls them with the owner that
+`endpoint.require_owner` found for the request's API key. `endpoint` imports this module (and
+with it the SDK) at the first `/mcp` request.
 
 Stateless: every request stands alone (no `Mcp-Session-Id` to keep), so any instance behind
 the load balancer can answer it. DNS-rebinding protection (a check of the Host header) is off:
@@ -22,30 +21,20 @@ from typing import Any
 
 import mcp_types as types
 import msgspec
-from litestar import Litestar, asgi
-from litestar.connection import ASGIConnection
-from litestar.handlers import ASGIRouteHandler
-from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Receive, Scope, Send
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from memanto_server.auth.cache import Owner
-from memanto_server.auth.credentials import provide_owner
 from memanto_server.errors import OUTAGE_ERRORS, DependencyUnavailable, MemantoError, outage_backend
 from memanto_server.lib.version import VERSION
 from memanto_server.mcp.arguments import input_schema, read_arguments
-from memanto_server.mcp.tools import TOOLS, ToolSpec
+from memanto_server.mcp.tools import OWNER_STATE, TOOLS, ToolSpec
 from memanto_server.ops.metrics import DEPENDENCY_ERRORS
-from memanto_server.ops.ratelimit import enforce_rate_limit
 from memanto_server.services import Services
 from memanto_server.settings import Settings
 
 logger = logging.getLogger("memanto.mcp")
-
-MCP_PATH = "/mcp"
-_OWNER = "memanto_mcp_owner"  # where the guard leaves the owner in the request's scope state
 
 INSTRUCTIONS = (
     "Long-term memory for AI agents. Each tool names an agent (agent_id); its memories outlive sessions. "
@@ -153,36 +142,16 @@ class ToolServer:
     def _owner_of(ctx: Any) -> Owner | None:
         request = getattr(ctx, "request", None)
         state = request.scope.get("state", {}) if request is not None else {}
-        owner = state.get(_OWNER)
+        owner = state.get(OWNER_STATE)
         return owner if isinstance(owner, Owner) else None
 
 
-async def require_owner(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: the owner's API key (`Authorization: Bearer` or `X-Api-Key`), else a 401 problem."""
-    owner = await provide_owner(connection)  # type: ignore[arg-type]
-    connection.scope.setdefault("state", {})[_OWNER] = owner  # type: ignore[typeddict-item]
-
-
-def mcp_route(settings: Settings) -> ASGIRouteHandler:
-    """The `/mcp` route; rate-limited per owner like `/api/v2` when a limit is set."""
-    guards = [require_owner, enforce_rate_limit] if settings.rate_limit else [require_owner]
-
-    @asgi(MCP_PATH, is_mount=True, copy_scope=True, guards=guards)
-    async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        manager: StreamableHTTPSessionManager = scope["app"].state.mcp
-        await manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
-
-    return mcp_endpoint
-
-
 @asynccontextmanager
-async def mcp_session_manager(app: Litestar) -> AsyncIterator[None]:
-    """Lifespan: the SDK's session manager on `app.state.mcp`, running while the app runs."""
-    settings: Settings = app.state.settings
-    if logging.getLogger().level > logging.DEBUG:
-        # The SDK says at INFO that it ends each stateless request's transport.
-        logging.getLogger("mcp").setLevel(logging.WARNING)
-    tools = ToolServer(lambda: app.state.services, settings.retry_after_seconds)
+async def running_session_manager(
+    services: Callable[[], Services], settings: Settings
+) -> AsyncIterator[StreamableHTTPSessionManager]:
+    """The SDK's session manager for the tools, running (its task group open) while in the block."""
+    tools = ToolServer(services, settings.retry_after_seconds)
     manager = StreamableHTTPSessionManager(
         app=tools.server,
         json_response=True,
@@ -190,6 +159,5 @@ async def mcp_session_manager(app: Litestar) -> AsyncIterator[None]:
         security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         max_request_body_size=settings.max_body_bytes,
     )
-    app.state.mcp = manager
     async with manager.run():
-        yield
+        yield manager

@@ -31,6 +31,8 @@ from memanto_server.sessions.tokens import SessionClaims
 
 # How a session that a tool activates is marked in the session history.
 CLIENT = "mcp"
+# Where the `/mcp` route's guard leaves the request's owner in the ASGI scope's state.
+OWNER_STATE = "memanto_mcp_owner"
 
 Result = msgspec.Struct | dict[str, Any]
 Handler = Callable[[Services, Owner, Any], Awaitable[Result]]

@@ -1,4 +1,9 @@
-"""`memanto` run as a real process for one user: its own config folder, one server, a key if given."""
+"""`memanto` run for one user: its own config folder, one server, a key if given.
+
+Commands run in the test's own process through click's `CliRunner` (a process per command would
+spend most of its time importing); the terminal tests, which need a real terminal's bytes, start
+`memanto` as a process of its own, and `test_the_console_script_is_installed` runs the installed script.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,13 @@ import json
 import os
 import re
 import subprocess
-import sys
+import traceback
 from pathlib import Path
 from typing import Any
+
+from click.testing import CliRunner
+
+from memanto_server.cli.memanto import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,16 +33,20 @@ class Memanto:
             self.env["MEMANTO_API_KEY"] = api_key
 
     def run(self, *args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "memanto_server.cli.memanto", *args],
-            env={**self.env, **env},
-            cwd=REPO_ROOT,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        """One command, as `memanto ARGS` in a shell with this user's environment would run it.
+
+        The environment is the user's alone: every `MEMANTO_`/`MOORCHEH_` variable of the test
+        process is unset for the command. An exception the command did not handle is what a process
+        would print: a traceback on stderr and exit status 1."""
+        overrides: dict[str, str | None] = {
+            name: None for name in os.environ if name.startswith(("MEMANTO_", "MOORCHEH_"))
+        }
+        overrides.update({**self.env, **env})
+        result = CliRunner().invoke(cli, list(args), input=input, env=overrides, prog_name="memanto")
+        stderr = result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            stderr += "".join(traceback.format_exception(result.exception))
+        return subprocess.CompletedProcess(["memanto", *args], result.exit_code, result.stdout, stderr)
 
     def ok(self, *args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
         result = self.run(*args, input=input, **env)

@@ -178,7 +178,7 @@ class ServerProcess:
             command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=os.getcwd()
         )
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 90) -> None:
         assert self.process is not None, "not started"
         deadline = time.monotonic() + timeout
         while True:

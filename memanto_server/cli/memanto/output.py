@@ -21,8 +21,13 @@ from rich.text import Text
 
 TOKEN_SHOWN = 36  # the documented output shows the token's first 36 characters (its JOSE header)
 
-# Piped output is read by people too (`| less`, `| grep`): wider than the 80 columns Rich assumes.
-out = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
+
+def stdout_console() -> Console:
+    """A console on stdout as it is now (the terminal's width, else COLUMNS, else 120 columns:
+    piped output is read by people too, `| less`, `| grep`, and is wider than Rich's 80)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
+
+
 # stderr: notices, and the import's progress display. A notice printed through this console
 # while the progress display is live goes above the bar, never into its line.
 err = Console(stderr=True, highlight=False)
@@ -158,4 +163,4 @@ def memory_text(title: str | None, content: str, memory_id: str) -> Text:
 
 
 def print_table(table: Table) -> None:
-    out.print(table)
+    stdout_console().print(table)

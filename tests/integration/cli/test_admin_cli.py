@@ -1,21 +1,28 @@
-"""The `memanto-server` admin command line (issue 2, Set-up), run as real processes.
+"""The `memanto-server` admin command line (issue 2, Set-up), against the real Postgres and Redis.
 
-Every command runs as `python -m memanto_server.cli.server …` in a process of its own, with the
-MEMANTO_* environment of this run's settings, against the real Postgres and Redis.
+Commands run with the MEMANTO_* environment of this run's settings (and nothing else of the test
+process's MEMANTO_* variables), in the folder a test names, through click's `CliRunner` in a thread
+of their own (so `asyncio.run` inside a command never meets a test's loop). Where a process matters
+the command runs in one: concurrent `migrate` processes, the revocation heard by an app under test,
+and the installed console script.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import itertools
+import os
 import re
 import secrets
 import shutil
 import stat
 import subprocess
 import sys
+import threading
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,8 +32,10 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
+from click.testing import CliRunner
 from litestar.testing import AsyncTestClient
 
+from memanto_server.cli.server import main as server_cli
 from memanto_server.main import create_app
 from memanto_server.settings import Settings
 from tests.helpers.backends import RUN_ID
@@ -52,7 +61,32 @@ class CreatedKey(msgspec.Struct, frozen=True):
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def cli(env: dict[str, str], *args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+_cwd_lock = threading.Lock()
+
+
+def cli(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """One `memanto-server` command, as a shell in `cwd` with environment `env` would run it."""
+    overrides: dict[str, str | None] = {name: None for name in os.environ if name.startswith("MEMANTO_")}
+    overrides.update(env)
+
+    def invoke() -> subprocess.CompletedProcess[str]:
+        with _cwd_lock:
+            before = Path.cwd()
+            os.chdir(cwd)
+            try:
+                result = CliRunner().invoke(server_cli, list(args), env=overrides, prog_name="memanto-server")
+            finally:
+                os.chdir(before)
+        stderr = result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            stderr += "".join(traceback.format_exception(result.exception))
+        return subprocess.CompletedProcess(["memanto-server", *args], result.exit_code, result.stdout, stderr)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(invoke).result()
+
+
+def cli_process(env: dict[str, str], *args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """One `memanto-server` command in a process of its own."""
     return subprocess.run(
         [sys.executable, "-m", "memanto_server.cli.server", *args],
@@ -66,8 +100,9 @@ def cli(env: dict[str, str], *args: str, cwd: Path, timeout: float = 60) -> subp
 
 
 async def acli(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`cli` off the event loop, so an app under test keeps serving (and hearing Redis) meanwhile."""
-    return await asyncio.to_thread(cli, env, *args, cwd=cwd)
+    """A command's process off the event loop, so an app under test keeps serving (and hearing Redis)
+    meanwhile."""
+    return await asyncio.to_thread(cli_process, env, *args, cwd=cwd)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

@@ -131,7 +131,7 @@ def test_installed_wheel_migrates_an_empty_database_and_serves(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             assert server.poll() is None, log.read_text()
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -69,3 +70,32 @@ async def test_a_body_over_the_limit_is_refused(settings: Settings, owner: Owner
             headers={**owner.headers, **JSONRPC_HEADERS},
         )
     assert response.status_code == 413, response.text
+
+
+async def test_the_first_requests_at_once_start_one_session_manager_and_all_succeed(
+    settings: Settings, owner: OwnerKey
+) -> None:
+    """The SDK loads at the first `/mcp` request: requests that arrive together while it loads all wait
+    for the same start, every one is answered, and the app stops cleanly afterwards."""
+    headers = {**owner.headers, **JSONRPC_HEADERS}
+    agent = unique_agent("first")
+    app = create_app(settings)
+    async with AsyncTestClient(app=app) as client:
+        lazy = app.state.mcp
+        answers = await asyncio.gather(
+            *(
+                client.post("/mcp", json=tool_call("create_agent", {"agent_id": f"{agent}-{i}"}, i), headers=headers)
+                for i in range(8)
+            )
+        )
+        assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+        assert all(a.json()["result"].get("isError") is not True for a in answers)
+        listed = await client.post("/mcp", json=tool_call("list_agents", {}, 9), headers=headers)
+        ids = {item["agent_id"] for item in listed.json()["result"]["structuredContent"]["agents"]}
+        assert {f"{agent}-{i}" for i in range(8)} <= ids
+        assert app.state.mcp is lazy
+        started = lazy._task
+        assert started is not None
+        assert not started.done()
+    assert started.done()  # stopped with the app
+    assert started.exception() is None
