@@ -1,12 +1,14 @@
-"""The embedder the settings ask for, ready to use (its model loaded, its dimension known)."""
+"""The embedder the settings ask for, ready to use (its model loaded, its dimension known).
+
+Each implementation is imported when it is asked for: a process with the local model does not
+load an HTTP client it never uses, nor one with an endpoint ONNX Runtime.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from memanto_server.embeddings.base import Embedder
-from memanto_server.embeddings.local import load_local
-from memanto_server.embeddings.remote import OpenAIEmbedder
 from memanto_server.settings import Settings
 
 
@@ -16,7 +18,11 @@ async def open_embedder(settings: Settings) -> Embedder | None:
     if settings.embedder == "none":
         return None
     if settings.embedder == "local":
+        from memanto_server.embeddings.local import load_local
+
         return await asyncio.to_thread(load_local, settings.embedding_model_dir, settings.embedding_threads)
+    from memanto_server.embeddings.remote import OpenAIEmbedder
+
     embedder = OpenAIEmbedder(
         settings.embedding_url,
         settings.embedding_model,
