@@ -54,6 +54,7 @@ from memanto_server.memories.search.ranking import (
     contenders,
     order_key,
     rank,
+    rivals,
     supersede,
     superseding,
 )
@@ -323,10 +324,12 @@ class MemoryService:
         shares = {memory_id: found.share for memory_id, found in text.items()}
         ranked = rank(candidates.values(), shares, similarity)
         order = {memory_id: order_key(c) for memory_id, c in candidates.items()}
-        # Pairs that hold the query through the same words; with embeddings, those alike in meaning too.
+        # Pairs that hold the query through the same words; with embeddings, those alike in
+        # meaning too, the earlier being the candidate the later resembles most.
         pairs = superseding(contenders(ranked, order), shares, None)
         if pairs and use_semantic:
-            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs)
+            assert self._semantic is not None
+            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, rivals(pairs, ranked, order))
             pairs = superseding(pairs, shares, alike)
         if pairs:
             ranked = supersede(ranked, pairs, order)
