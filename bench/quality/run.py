@@ -35,6 +35,8 @@ DB_NAME = "memanto_bench_quality"
 BATCH = 8
 API = "/api/v2"
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
+# Whether some memory still waits for its embedding.
+UNEMBEDDED = "SELECT EXISTS (SELECT 1 FROM memories WHERE embedding IS NULL)"
 BACKLOG = re.compile(r"^memanto_embedding_backlog(?:\{[^}]*\})?\s+([0-9.e+]+)$", re.MULTILINE)
 
 
@@ -56,16 +58,21 @@ async def store(client: httpx.AsyncClient, key: str, agent: Agent, suffix: str) 
     return token, ids
 
 
-async def wait_embedded(client: httpx.AsyncClient, timeout: float = 300) -> bool:
-    """Until the embedding backlog is empty; False when the server has no embedder."""
+async def wait_embedded(client: httpx.AsyncClient, url: str, timeout: float = 300) -> bool:
+    """Until every memory has its embedding; False when the server has no embedder. Counted
+    in the database: the backlog metric is refreshed every few seconds, and read before its
+    first refresh it says 0 while nothing is embedded yet."""
+    if BACKLOG.search((await client.get("/metrics")).text) is None:
+        return False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = BACKLOG.search((await client.get("/metrics")).text)
-        if found is None:
-            return False
-        if float(found.group(1)) == 0:
-            return True
-        await asyncio.sleep(0.5)
+    conn = await asyncpg.connect(url)
+    try:
+        while time.monotonic() < deadline:
+            if not await conn.fetchval(UNEMBEDDED):
+                return True
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
     raise TimeoutError("the embedding backlog did not drain")
 
 
@@ -158,7 +165,7 @@ async def measure(
         with server(url) as base:
             async with httpx.AsyncClient(base_url=base, timeout=60) as client:
                 stored = [await store(client, key, agent, suffix) for agent in agents]
-                embedded = await wait_embedded(client)
+                embedded = await wait_embedded(client, url)
                 if not embedded:
                     modes = [m for m in modes if m != "semantic"]
                 for agent, (token, ids) in zip(agents, stored, strict=True):
