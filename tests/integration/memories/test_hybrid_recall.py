@@ -17,6 +17,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from memanto_server.main import create_app
+from memanto_server.memories.answer import ANSWER_FLOOR
 from memanto_server.settings import Settings
 from tests.helpers.embedders import wait_embedded
 from tests.helpers.owners import OwnerKey, create_owner_key, start, unique_agent
@@ -211,3 +212,57 @@ async def test_an_expired_memory_is_not_found_by_meaning_unless_asked_for(
     said = await answer(semantic_client, live, QUESTION)
     assert contact not in [s["memory_id"] for s in said["sources"]]
     assert CONTACT not in said["answer"]
+
+
+JORDAN = [
+    "Jordan takes 10 mg of lisinopril each morning.",
+    "Jordan drinks four coffees a day, the last one around 4 pm.",
+    "Jordan sleeps about 5.5 hours a night on weekdays.",
+    "Jordan's gym is PureGym on Canal Street; it has no pool.",
+    "Jordan runs in Hoka Clifton shoes because of the knee.",
+]
+
+
+async def test_a_memory_that_shares_only_the_subject_of_a_question_does_not_answer_it(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in JORDAN])
+    await wait_embedded(semantic_settings.database_url, count=len(JORDAN))
+    # Every memory is about Jordan; none holds a cholesterol level or a blood type.
+    for question in ("What is Jordan's cholesterol level?", "What is Jordan's blood type?"):
+        said = await answer(semantic_client, live, question)
+        assert said["answer"] == "No stored memory answers this question.", question
+        assert said["confidence"] < ANSWER_FLOOR
+        assert said["sources"] == []
+    # Asked in other words for what one of them holds, it answers, and says how surely.
+    said = await answer(semantic_client, live, "Which medication does Jordan take?")
+    assert said["answer"].startswith("Jordan takes 10 mg of lisinopril")
+    assert said["confidence"] >= ANSWER_FLOOR
+
+
+async def test_an_update_found_by_meaning_alone_ranks_above_the_fact_it_replaces(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in DISTRACTORS])
+    old = await remember(semantic_client, live, "Sam drives a silver Honda Civic.")
+    await remember(semantic_client, live, "The guest Wi-Fi password is on the fridge.")
+    new = await remember(semantic_client, live, "Sam sold the Honda and now drives a blue Kia Niro.")
+    await wait_embedded(semantic_settings.database_url, count=len(DISTRACTORS) + 3)
+    found = await recall(semantic_client, live, body={"query": "Which automobile does he own?"})
+    assert ids_of(found)[:2] == [new, old]
+    assert all(m["signals"] == ["semantic"] for m in found["memories"][:2])
+
+
+async def test_an_update_lifts_only_above_the_fact_it_replaces(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in DISTRACTORS])
+    contact = await remember(semantic_client, live, "Mr Wang prefers to be contacted on WeChat, never by phone.")
+    await remember(semantic_client, live, "The quarterly meeting with Mr Wang is on 10 March at 14:00.")
+    await remember(semantic_client, live, "The quarterly meeting with Mr Wang moved to 12 March at 10:00.")
+    await wait_embedded(semantic_settings.database_url, count=len(DISTRACTORS) + 3)
+    found = await recall(semantic_client, live, body={"query": "How does Mr Wang like to be contacted?"})
+    assert ids_of(found)[0] == contact
