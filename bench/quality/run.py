@@ -208,9 +208,18 @@ async def main() -> None:
             "semantic lists by reciprocal rank (k = 60), for comparison with the service's own fusion. The "
             "ranking's constants (semantic floor and full similarity, text weight, the knowledge-update rule) "
             "were chosen on this data set, so these figures flatter it: the issue's held-out set is the test of "
-            "how they carry over. Abstention is the known weak spot: a question about a stored subject (its "
-            "name, its customer) that asks for a detail no memory holds looks, to a bi-encoder, like one "
-            "that is answered.\n\n" + report
+            "how they carry over. Abstention is the known weak spot. `answer`'s confidence asks whether the "
+            "answer covers what the question asks and not only whom it is about (the meaning of the part "
+            "of the question the sentence does not hold word for word; names weigh half), which catches "
+            'questions such as "What is Jordan\'s cholesterol level?" over memories about Jordan. But '
+            "with the bundled English bi-encoder (all-MiniLM-L6-v2), a paraphrase that answers a "
+            "question and a memory on its subject that does not answer it are alike in cosine (both "
+            "0.2 to 0.6 here): no threshold on these signals separates most of the unanswerable "
+            "questions here (a detail absent from a stored subject) from the answerable ones that "
+            "share no word with their memory. The floor (0.2) is set below every answerable question "
+            "answered right; the answerable questions it abstains on were answered wrongly anyway. "
+            "Reaching the target needs a model that reads the question and the sentence together "
+            "(a cross-encoder or a reader).\n\n" + report
         )
 
 
