@@ -10,8 +10,17 @@ evidence, combined as in recall (`ranking.fuse`):
   in scripts without spaces, the question's character pairs it holds;
 - its meaning: cosine similarity of its embedding to the question's, when an embedder is on.
 A sentence of a better-ranked memory counts for more. The best sentences, and those close
-to them, make the answer. Its confidence is the recall score of the memory that gave the
-best sentence: below `ANSWER_FLOOR` nothing answers and the answer says so.
+to them, make the answer.
+
+Its confidence asks whether the answer covers the whole question, not only its subject:
+a memory about the same person as the question ("Jordan takes lisinopril" for "What is
+Jordan's cholesterol level?") is close to it in meaning through the name alone. So the
+meaning of a chosen sentence is measured against the part of the question it does not
+already hold word for word (`unheld`): what is left must still be close to the sentence.
+A sentence's confidence is its word evidence, in which the question's names weigh less
+(`names`: they say whom the question is about more than what it asks), fused with that
+meaning (full when it holds every meaningful word); the answer's is that of its surest
+sentence, and below `ANSWER_FLOOR` nothing answers and the answer says so.
 """
 
 from __future__ import annotations
@@ -25,14 +34,21 @@ import pysbd
 import regex
 import snowballstemmer
 
-from memanto_server.memories.search.grammar import STOP_WORDS, ngrams, words
-from memanto_server.memories.search.ranking import fuse, semantic_evidence
+from memanto_server.memories.search.grammar import RUN_SCRIPT, STOP_WORDS, ngrams, words
+from memanto_server.memories.search.ranking import SEMANTIC_CEILING, fuse, semantic_evidence
 
 ANSWER_FLOOR = 0.2
 # A sentence is kept while it scores at least this share of the best one.
 CLOSE_TO_BEST = 0.5
+# Word evidence counts for this much of itself (as text evidence does in recall).
+WORD_WEIGHT = 0.9
+# For confidence, a name of the question weighs this share of another word as rare: it
+# says what the question is about more than what it asks.
+NAME_WEIGHT = 0.5
 _LINES = regex.compile(r"\n\s*")
 _STEMMER = snowballstemmer.stemmer("english")
+_WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+(?:['\u2019][\p{L}\p{M}\p{N}]+)*")
+_RUN = regex.compile(f"[{RUN_SCRIPT}]+")
 
 
 class Source(msgspec.Struct, frozen=True):
@@ -54,6 +70,7 @@ class Extract(msgspec.Struct, frozen=True):
     sentence: str
     memory_id: str
     score: float
+    lexical: float = 0.0  # the share of the question's word weight (names weighing less) it holds
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -89,14 +106,113 @@ def stems(text: str) -> set[str]:
     return {_STEMMER.stemWord(w) for w in words(text) if w not in STOP_WORDS} | set(ngrams(text))
 
 
-def lexical_scores(question: str, sentences: Sequence[Sentence]) -> list[float]:
-    """The share of the question's weight each sentence holds (rarer stems weigh more)."""
+def names(question: str) -> set[str]:
+    """The stems of the names in a question: its capitalised words after the first word
+    ("Jordan", "Karen Liu"; not "CSM", written in capitals). They say whom or what the
+    question is about, not what it asks; a question of names alone has none."""
+    found = [m.group() for m in _WORD.finditer(question)][1:]
+    named = {_STEMMER.stemWord(w.lower()) for w in found if w[0].isupper() and not w.isupper()}
+    meaningful = {_STEMMER.stemWord(w) for w in words(question) if w not in STOP_WORDS}
+    return named if meaningful - named else set()
+
+
+def lexical_scores(question: str, sentences: Sequence[Sentence], named: set[str] | None = None) -> list[float]:
+    """The share of the question's weight each sentence holds (rarer stems weigh more; the
+    stems of `named`, the question's names, NAME_WEIGHT of that)."""
     asked = stems(question)
     held = [stems(s.text) & asked for s in sentences]
     total = len(sentences)
     weight = {t: math.log(1 + total / max(1, sum(1 for h in held if t in h))) for t in asked}
+    for name in (named or set()) & asked:
+        weight[name] *= NAME_WEIGHT
     full = sum(weight.values())
     return [sum(weight[t] for t in h) / full if full else 0.0 for h in held]
+
+
+def choose_sentences(
+    question: str,
+    sources: Sequence[Source],
+    sentences: Sequence[Sentence],
+    similarities: Sequence[float] | None,
+    max_sentences: int = 3,
+) -> list[Extract]:
+    """The sentences that answer `question` best, best first. `similarities` are the
+    sentences' cosine similarities to the question (None without an embedder)."""
+    if not sentences or not sources:
+        return []
+    lexical = lexical_scores(question, sentences)
+    # What a sentence holds of what the question asks, its names weighing less: for confidence.
+    asked = lexical_scores(question, sentences, names(question))
+    by_id = {s.memory_id: s for s in sources}
+    best_source = max(s.score for s in sources) or 1.0
+    scored: list[Extract] = []
+    for index, sentence in enumerate(sentences):
+        meaning = semantic_evidence(similarities[index]) if similarities is not None else 0.0
+        evidence = fuse(WORD_WEIGHT * lexical[index], meaning)
+        standing = 0.5 + 0.5 * by_id[sentence.memory_id].score / best_source
+        if evidence > 0:
+            scored.append(Extract(sentence.text, sentence.memory_id, evidence * standing, asked[index]))
+    scored.sort(key=lambda e: e.score, reverse=True)
+    chosen: list[Extract] = []
+    for extract in scored:
+        if extract.score < scored[0].score * CLOSE_TO_BEST or len(chosen) == max_sentences:
+            break
+        if extract.sentence not in {c.sentence for c in chosen}:
+            chosen.append(extract)
+    return chosen
+
+
+def unheld(question: str, sentence: str) -> str | None:
+    """The question without the meaningful words (in scripts without spaces, the
+    characters of the character pairs) that `sentence` holds; None when it holds every
+    meaningful word of a question that has some."""
+    held = stems(sentence)
+    kept: list[str] = []
+    meaningful = left = 0
+    position = 0
+    for match in _WORD.finditer(question):
+        kept.append(question[position : match.start()])
+        position = match.end()
+        word = match.group()
+        if _RUN.search(word):
+            grams = [word[i : i + 2] for i in range(len(word) - 1)] or [word]
+            covered = [False] * len(word)
+            for i, gram in enumerate(grams):
+                if gram in held:
+                    covered[i : i + len(gram)] = [True] * len(gram)
+            rest = "".join(c for c, done in zip(word, covered, strict=True) if not done)
+            meaningful += 1
+            left += bool(rest)
+            kept.append(rest)
+        elif word.lower() in STOP_WORDS:
+            kept.append(word)
+        else:
+            meaningful += 1
+            if _STEMMER.stemWord(word.lower()) in held:
+                continue
+            left += 1
+            kept.append(word)
+    kept.append(question[position:])
+    if meaningful and not left:
+        return None
+    return "".join(kept)
+
+
+def confidence(lexical: float, unheld_similarity: float | None, all_held: bool) -> float:
+    """How surely a sentence answers the question: its word evidence fused with the
+    meaning of what it does not hold word for word (none known without an embedder)."""
+    meaning = SEMANTIC_CEILING if all_held else semantic_evidence(unheld_similarity)
+    return round(fuse(WORD_WEIGHT * lexical, meaning), 4)
+
+
+def judge(extracts: Sequence[Extract], confidences: Sequence[float]) -> Answer:
+    """The answer made of `extracts`, or none when even the surest is below ANSWER_FLOOR."""
+    if not extracts:
+        return Answer([], 0.0)
+    surest = max(confidences)
+    if surest < ANSWER_FLOOR:
+        return Answer([], surest)
+    return Answer(list(extracts), surest)
 
 
 def extract_answer(
@@ -104,34 +220,17 @@ def extract_answer(
     sources: Sequence[Source],
     sentences: Sequence[Sentence],
     similarities: Sequence[float] | None,
+    unheld_similarities: Sequence[float | None] | None = None,
     max_sentences: int = 3,
 ) -> Answer:
-    """The sentences that answer `question` best, or none when no source is a real match.
-
-    `similarities` are the sentences' cosine similarities to the question (None without
-    an embedder)."""
-    if not sentences or not sources:
-        return Answer([], 0.0)
-    lexical = lexical_scores(question, sentences)
-    by_id = {s.memory_id: s for s in sources}
-    best_source = max(s.score for s in sources) or 1.0
-    scored: list[Extract] = []
-    for index, sentence in enumerate(sentences):
-        meaning = semantic_evidence(similarities[index]) if similarities is not None else 0.0
-        evidence = fuse(0.9 * lexical[index], meaning)
-        standing = 0.5 + 0.5 * by_id[sentence.memory_id].score / best_source
-        if evidence > 0:
-            scored.append(Extract(sentence.text, sentence.memory_id, evidence * standing))
-    if not scored:
-        return Answer([], 0.0)
-    scored.sort(key=lambda e: e.score, reverse=True)
-    confidence = round(by_id[scored[0].memory_id].score, 4)
-    if confidence < ANSWER_FLOOR:
-        return Answer([], confidence)
-    chosen: list[Extract] = []
-    for extract in scored:
-        if extract.score < scored[0].score * CLOSE_TO_BEST or len(chosen) == max_sentences:
-            break
-        if extract.sentence not in {c.sentence for c in chosen}:
-            chosen.append(extract)
-    return Answer(chosen, confidence)
+    """The answer to `question` from `sentences`: `choose_sentences`, then `judge` with
+    each chosen sentence's `confidence`. `unheld_similarities` are, for each chosen
+    sentence, the cosine similarity of `unheld(question, sentence)` to it (None for one
+    that holds every word, or without an embedder)."""
+    chosen = choose_sentences(question, sources, sentences, similarities, max_sentences)
+    known = unheld_similarities if unheld_similarities is not None else [None] * len(chosen)
+    confidences = [
+        confidence(e.lexical, similarity, unheld(question, e.sentence) is None)
+        for e, similarity in zip(chosen, known, strict=True)
+    ]
+    return judge(chosen, confidences)

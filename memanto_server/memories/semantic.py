@@ -61,5 +61,16 @@ class EmbeddingSemantic:
             raise SemanticUnavailable(str(exc)) from exc
         return [float(x) for x in np.asarray(documents) @ vector]
 
+    async def pair_similarities(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Cosine similarity of each (query, text) pair: the query embedded as a query."""
+        if not pairs:
+            return []
+        queries = [await self._query_vector(query) for query, _ in pairs]
+        try:
+            documents = await self._embedder.embed_documents([text for _, text in pairs])
+        except EmbedderError as exc:
+            raise SemanticUnavailable(str(exc)) from exc
+        return [float(np.dot(document, query)) for document, query in zip(documents, queries, strict=True)]
+
     async def alike(self, owner_id: str, agent_id: str, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
         return await self._memories.pair_similarity(owner_id, agent_id, pairs)

@@ -25,7 +25,16 @@ from memanto_server.lib.pagination import decode_cursor, encode_cursor
 from memanto_server.lib.text import reject_nul
 from memanto_server.lib.timeutil import iso_z
 from memanto_server.limits import MAX_METADATA_BYTES
-from memanto_server.memories.answer import Source, extract_answer, sentences_of, stems
+from memanto_server.memories.answer import (
+    Extract,
+    Source,
+    choose_sentences,
+    confidence,
+    judge,
+    sentences_of,
+    stems,
+    unheld,
+)
 from memanto_server.memories.records import is_expired, record_of
 from memanto_server.memories.repository import KeyReused, MemoryRepository, MemoryRow, Position
 from memanto_server.memories.schemas import (
@@ -54,6 +63,7 @@ from memanto_server.memories.search.ranking import (
     contenders,
     order_key,
     rank,
+    rivals,
     supersede,
     superseding,
 )
@@ -183,6 +193,9 @@ class Semantic(Protocol):
 
     async def similarities(self, query: str, texts: list[str]) -> list[float]:
         """Cosine similarity of each of `texts` to `query`."""
+
+    async def pair_similarities(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Cosine similarity of each (query, text) pair."""
 
     async def alike(self, owner_id: str, agent_id: str, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
         """Cosine similarity of the two memories of each pair (none for one not embedded yet)."""
@@ -323,10 +336,12 @@ class MemoryService:
         shares = {memory_id: found.share for memory_id, found in text.items()}
         ranked = rank(candidates.values(), shares, similarity)
         order = {memory_id: order_key(c) for memory_id, c in candidates.items()}
-        # Pairs that hold the query through the same words; with embeddings, those alike in meaning too.
+        # Pairs that hold the query through the same words; with embeddings, those alike in
+        # meaning too, the earlier being the candidate the later resembles most.
         pairs = superseding(contenders(ranked, order), shares, None)
         if pairs and use_semantic:
-            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, pairs)
+            assert self._semantic is not None
+            alike = await self._semantic.alike(claims.owner_id, claims.agent_id, rivals(pairs, ranked, order))
             pairs = superseding(pairs, shares, alike)
         if pairs:
             ranked = supersede(ranked, pairs, order)
@@ -392,7 +407,8 @@ class MemoryService:
         if self._semantic is not None and sentences and ranking.mode == "hybrid":
             with contextlib.suppress(SemanticUnavailable):
                 similarities = await self._semantic.similarities(request.question, [s.text for s in sentences])
-        said = await asyncio.to_thread(extract_answer, request.question, sources, sentences, similarities)
+        chosen = await asyncio.to_thread(choose_sentences, request.question, sources, sentences, similarities)
+        said = judge(chosen, await self._confidences(request.question, chosen, similarities is not None))
         used = list(dict.fromkeys(e.memory_id for e in said.extracts))
         by_id = {r.memory_id: r for r in top}
         state = await self._sessions.touch(claims, retrieved=len(used))
@@ -406,6 +422,21 @@ class MemoryService:
             confidence=said.confidence,
         )
         return result, state.expires_ms
+
+    async def _confidences(self, question: str, chosen: list[Extract], by_meaning: bool) -> list[float]:
+        """How surely each chosen sentence answers `question` (answer.py): by meaning too when
+        the sentences were compared with the question in meaning."""
+        leftovers = [unheld(question, e.sentence) for e in chosen]
+        asked = [(left, e.sentence) for left, e in zip(leftovers, chosen, strict=True) if left is not None]
+        measured: list[float] = []
+        if by_meaning and asked and self._semantic is not None:
+            with contextlib.suppress(SemanticUnavailable):
+                measured = await self._semantic.pair_similarities(asked)
+        found = iter(measured) if measured else None
+        return [
+            confidence(e.lexical, next(found) if found is not None and left is not None else None, left is None)
+            for left, e in zip(leftovers, chosen, strict=True)
+        ]
 
     async def list(
         self, claims: SessionClaims, filters: MemoryFilters, limit: int, cursor: str | None

@@ -24,6 +24,13 @@ times their recency rank among the candidates, 1 for the newest). Ties are broke
 creation time and then by the order of insertion (`seq`: the rows of one batch share a
 creation time), newest first, then by memory id.
 
+Knowledge updates go further (`contenders`, `superseding`, `supersede`): a later memory
+that matches the query nearly as well as an earlier one, on the same subject, is lifted
+just above it. Same subject: they hold the query through mostly the same words (or both
+through meaning alone), their embeddings are alike, and the earlier memory is, of the
+earlier candidates, the one the later resembles most: an update replaces the fact it is
+closest to, not every fact that shares a name with it.
+
 The score scale (docs/api.md): at or above `STRONG` a real match, below `WEAK` an
 incidental one.
 """
@@ -53,12 +60,17 @@ SEMANTIC_FLOOR = 0.15
 SEMANTIC_FULL = 0.6
 SEMANTIC_CEILING = 0.9
 RECENCY_BONUS = 0.02
-# Knowledge updates: of two memories on one subject that match a query nearly as well (the
-# later at least NEARLY_AS_RELEVANT of the earlier's relevance), the later ranks first. One
-# subject: they hold the query through mostly the same words (SAME_SUBJECT_WORDS of the
-# weight of the one that holds less) and, with embeddings, their embeddings are at least
-# SAME_SUBJECT_SIMILARITY alike.
+# Knowledge updates: of two memories on one subject that match a query nearly as well, the
+# later ranks first. Nearly as well: the later has at least NEARLY_AS_RELEVANT of the
+# earlier's relevance, or, in meaning, a cosine similarity to the query at most
+# NEARLY_AS_SIMILAR below the earlier's while holding at least NEARLY_AS_RELEVANT of its
+# words (the relevance scale stretches small differences of cosine near SEMANTIC_FLOOR).
+# One subject: they hold the query through mostly the same words (SAME_SUBJECT_WORDS of the
+# weight of the one that holds less) or both through meaning alone, and, with embeddings,
+# their embeddings are at least SAME_SUBJECT_SIMILARITY alike and the earlier is the
+# earlier candidate most alike to the later.
 NEARLY_AS_RELEVANT = 0.8
+NEARLY_AS_SIMILAR = 0.1
 SAME_SUBJECT_SIMILARITY = 0.5
 SAME_SUBJECT_WORDS = 0.5
 # How far down the ranked list later memories are looked for.
@@ -97,6 +109,8 @@ class Ranked(msgspec.Struct, frozen=True):
     score: float
     signals: tuple[str, ...]
     relevance: float  # the score before the recency bonus
+    share: float = 0.0  # of the query's words held (TextShare.share)
+    similarity: float | None = None  # cosine similarity to the query, when embedded
 
 
 NO_TEXT = TextShare(0.0, ())
@@ -194,44 +208,83 @@ def rank(
         recency = (position + 1) / len(pool)
         signals = found.signals + ((SEMANTIC,) if semantic_part > 0 else ())
         score = round(relevance + RECENCY_BONUS * recency, 6)
-        ranked.append((Ranked(candidate.memory_id, score, signals, relevance), order_key(candidate)))
+        cosine = similarity.get(candidate.memory_id)
+        entry = Ranked(candidate.memory_id, score, signals, relevance, found.share, cosine)
+        ranked.append((entry, order_key(candidate)))
     ranked.sort(key=lambda pair: (pair[0].score, pair[1]), reverse=True)
     return [r for r, _ in ranked]
 
 
+def nearly_as_relevant(earlier: Ranked, later: Ranked) -> bool:
+    """Whether the later memory matches the query nearly as well as the earlier one."""
+    if later.relevance >= NEARLY_AS_RELEVANT * earlier.relevance:
+        return True
+    return (
+        earlier.similarity is not None
+        and later.similarity is not None
+        and earlier.similarity - later.similarity <= NEARLY_AS_SIMILAR
+        and later.share >= NEARLY_AS_RELEVANT * earlier.share
+    )
+
+
 def contenders(ranked: Sequence[Ranked], order: dict[str, tuple[datetime, int, str]]) -> list[tuple[str, str]]:
     """The pairs (earlier memory, later memory) in which the later ranks below the earlier
-    and is nearly as relevant (at least NEARLY_AS_RELEVANT of its relevance)."""
+    and is nearly as relevant."""
     window = ranked[:SUPERSEDE_WINDOW]
     return [
         (above.memory_id, below.memory_id)
         for i, above in enumerate(window)
         for below in window[i + 1 :]
-        if order[below.memory_id] > order[above.memory_id] and below.relevance >= NEARLY_AS_RELEVANT * above.relevance
+        if order[below.memory_id] > order[above.memory_id] and nearly_as_relevant(above, below)
     ]
 
 
+def rivals(
+    pairs: Iterable[tuple[str, str]], ranked: Sequence[Ranked], order: dict[str, tuple[datetime, int, str]]
+) -> list[tuple[str, str]]:
+    """For the later memory of each pair, every earlier candidate of the window paired with
+    it: the pairs whose likeness decides which earlier memory a later one updates."""
+    window = [r.memory_id for r in ranked[:SUPERSEDE_WINDOW]]
+    laters = dict.fromkeys(later for _, later in pairs)
+    return [(earlier, later) for later in laters for earlier in window if order[earlier] < order[later]]
+
+
 def same_words(earlier: TextShare, later: TextShare) -> bool:
-    """Whether two memories hold the query through mostly the same words."""
+    """Whether two memories hold the query through mostly the same words, or both hold
+    none of them (both match by meaning alone)."""
     first, second = dict(earlier.held), dict(later.held)
+    if not first and not second:
+        return True
     common = sum(min(first[g], second[g]) for g in first.keys() & second.keys())
     smaller = min(sum(first.values()), sum(second.values()))
     return smaller > 0 and common >= SAME_SUBJECT_WORDS * smaller
+
+
+def _closest_earlier(later: str, alike: dict[tuple[str, str], float]) -> str | None:
+    known = [(similarity, earlier) for (earlier, other), similarity in alike.items() if other == later]
+    return max(known)[1] if known else None
 
 
 def superseding(
     pairs: Iterable[tuple[str, str]], shares: dict[str, TextShare], alike: dict[tuple[str, str], float] | None
 ) -> list[tuple[str, str]]:
     """Of the contending pairs, those about one subject: they hold the query through
-    mostly the same words and, when there are embeddings (`alike` not None), their
-    embeddings are at least SAME_SUBJECT_SIMILARITY alike."""
+    mostly the same words (or both through meaning alone) and, when there are embeddings
+    (`alike` not None: the likeness of each later memory to the earlier candidates, as
+    `rivals` pairs them), their embeddings are at least SAME_SUBJECT_SIMILARITY alike and
+    the earlier is the one the later is most alike to."""
+    no_text = TextShare(0.0, ())
     return [
         (earlier, later)
         for earlier, later in pairs
-        if earlier in shares
-        and later in shares
-        and same_words(shares[earlier], shares[later])
-        and (alike is None or alike.get((earlier, later), 0.0) >= SAME_SUBJECT_SIMILARITY)
+        if same_words(shares.get(earlier, no_text), shares.get(later, no_text))
+        and (
+            alike is None
+            or (
+                alike.get((earlier, later), 0.0) >= SAME_SUBJECT_SIMILARITY
+                and _closest_earlier(later, alike) == earlier
+            )
+        )
     ]
 
 

@@ -6,6 +6,8 @@ Each test has a database of its own (`semantic_settings`): the app's embedding w
 only its memories.
 """
 
+# ruff: noqa: RUF001 - memories and questions in other scripts use their own punctuation
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -17,6 +19,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from memanto_server.main import create_app
+from memanto_server.memories.answer import ANSWER_FLOOR
 from memanto_server.settings import Settings
 from tests.helpers.embedders import wait_embedded
 from tests.helpers.owners import OwnerKey, create_owner_key, start, unique_agent
@@ -211,3 +214,64 @@ async def test_an_expired_memory_is_not_found_by_meaning_unless_asked_for(
     said = await answer(semantic_client, live, QUESTION)
     assert contact not in [s["memory_id"] for s in said["sources"]]
     assert CONTACT not in said["answer"]
+
+
+JORDAN = [
+    "Jordan takes 10 mg of lisinopril each morning.",
+    "Jordan drinks four coffees a day, the last one around 4 pm.",
+    "Jordan sleeps about 5.5 hours a night on weekdays.",
+    "Jordan's gym is PureGym on Canal Street; it has no pool.",
+    "Jordan runs in Hoka Clifton shoes because of the knee.",
+]
+
+
+async def test_a_memory_that_shares_only_the_subject_of_a_question_does_not_answer_it(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in JORDAN])
+    await wait_embedded(semantic_settings.database_url, count=len(JORDAN))
+    # Every memory is about Jordan; none holds a cholesterol level or a blood type.
+    for question in ("What is Jordan's cholesterol level?", "What is Jordan's blood type?"):
+        said = await answer(semantic_client, live, question)
+        assert said["answer"] == "No stored memory answers this question.", question
+        assert said["confidence"] < ANSWER_FLOOR
+        assert said["sources"] == []
+    # Asked in other words for what one of them holds, it answers, and says how surely.
+    said = await answer(semantic_client, live, "Which medication does Jordan take?")
+    assert said["answer"].startswith("Jordan takes 10 mg of lisinopril")
+    assert said["confidence"] >= ANSWER_FLOOR
+
+
+async def test_an_update_found_by_meaning_alone_ranks_above_the_fact_it_replaces(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in DISTRACTORS])
+    old = await remember(semantic_client, live, "Sam drives a 2015 grey Honda Civic, registration KX15 ABC.")
+    await remember(semantic_client, live, "The guest Wi-Fi password is on the fridge.")
+    new = await remember(
+        semantic_client, live, "Sam sold the Honda and now drives a blue Kia Niro EV, registration KY24 XYZ."
+    )
+    await wait_embedded(semantic_settings.database_url, count=len(DISTRACTORS) + 3)
+    # No word in common with either; the old fact is a little closer in meaning.
+    found = await recall(semantic_client, live, body={"query": "What vehicle is parked in our driveway these days?"})
+    assert ids_of(found)[:2] == [new, old]
+    assert [m["signals"] for m in found["memories"][:2]] == [["semantic"], ["semantic"]]
+
+
+async def test_an_update_lifts_only_above_the_fact_it_replaces(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in DISTRACTORS])
+    # The quarterly meeting with Mr Wang; Mr Wang prefers WeChat; the meeting moved: the move
+    # updates the meeting, not how he likes to be contacted, though both name him.
+    await remember(semantic_client, live, "与王先生的季度会议定在三月十日下午两点。")
+    contact = await remember(semantic_client, live, "客户王先生喜欢用微信联系，不喜欢打电话。")
+    moved = await remember(semantic_client, live, "季度会议改到三月十二日上午十点，因为王先生出差。")
+    await wait_embedded(semantic_settings.database_url, count=len(DISTRACTORS) + 3)
+    found = await recall(semantic_client, live, body={"query": "王先生喜欢怎么联系？"})
+    assert ids_of(found)[0] == contact
+    found = await recall(semantic_client, live, body={"query": "季度会议是什么时候？"})
+    assert ids_of(found)[0] == moved

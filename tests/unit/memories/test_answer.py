@@ -5,12 +5,16 @@ from __future__ import annotations
 from memanto_server.memories.answer import (
     ANSWER_FLOOR,
     Source,
+    confidence,
     extract_answer,
     lexical_scores,
+    names,
     sentences_of,
     split_sentences,
     stems,
+    unheld,
 )
+from memanto_server.memories.search.ranking import STRONG
 
 
 def test_sentences_are_not_cut_at_abbreviations() -> None:
@@ -42,7 +46,8 @@ def test_the_sentence_with_the_rare_words_answers() -> None:
     sources = [source("a", "Billing date is the 15th of every month. The customer prefers email. Opened in 2019.")]
     said = extract_answer("What is the billing date?", sources, sentences_of(sources), None)
     assert [e.sentence for e in said.extracts] == ["Billing date is the 15th of every month."]
-    assert said.confidence == 0.6
+    # It holds every meaningful word of the question: as sure as an answer gets.
+    assert said.confidence >= STRONG
 
 
 def test_meaning_picks_a_sentence_that_shares_no_word() -> None:
@@ -50,15 +55,53 @@ def test_meaning_picks_a_sentence_that_shares_no_word() -> None:
     sentences = sentences_of(sources)
     question = "How does the client want to be reached?"
     assert lexical_scores(question, sentences) == [0.0, 0.0]
-    said = extract_answer(question, sources, sentences, [0.2, 0.62])
+    said = extract_answer(question, sources, sentences, [0.2, 0.62], [0.62])
     assert [e.sentence for e in said.extracts] == ["Customer prefers email over phone calls."]
+    assert said.confidence >= ANSWER_FLOOR
 
 
-def test_a_weak_best_source_means_no_answer() -> None:
-    sources = [source("a", "Billing date is the 15th.", score=ANSWER_FLOOR - 0.01)]
-    said = extract_answer("What is the billing date?", sources, sentences_of(sources), None)
+def test_a_sentence_that_shares_only_the_subject_does_not_answer() -> None:
+    # Close in meaning through the name alone: what the question asks (a cholesterol level)
+    # is far from the sentence once the name it holds is left out.
+    sources = [source("a", "Jordan takes 10 mg of lisinopril each morning.", score=0.9)]
+    question = "What is Jordan's cholesterol level?"
+    sentences = sentences_of(sources)
+    said = extract_answer(question, sources, sentences, [0.42], [0.11])
     assert said.extracts == []
     assert said.confidence < ANSWER_FLOOR
+    # The same sentence answers when what is left of the question is close to it.
+    assert extract_answer("Which pills does Jordan take?", sources, sentences, [0.5], [0.45]).extracts
+
+
+def test_what_a_sentence_leaves_unheld_of_a_question() -> None:
+    assert unheld("What is Jordan's cholesterol level?", "Jordan takes lisinopril.") == "What is  cholesterol level?"
+    assert unheld("When do the bins go out?", "Recycling bins go out on Monday night.") is None
+    # A question of stop words alone holds nothing meaningful to leave out.
+    assert unheld("What is it?", "Anything at all.") == "What is it?"
+    # Scripts without spaces: the characters of the character pairs the sentence holds.
+    assert unheld("王先生的生日是哪天", "与王先生的季度会议定在三月十日下午两点。") == "生日是哪天"
+
+
+def test_names_are_the_capitalised_words_after_the_first() -> None:
+    assert names("What is Karen Liu's mobile phone number?") == {"karen", "liu"}
+    assert names("Who is their CSM?") == set()  # an abbreviation is not a name
+    assert names("Who is Karen Liu?") == set()  # a question of names alone
+    assert names("What Is The Billing Date") == set()  # every word capitalised
+
+
+def test_confidence_is_words_and_the_meaning_of_the_rest() -> None:
+    assert confidence(0.0, None, all_held=True) >= STRONG
+    assert confidence(0.2, None, all_held=False) < ANSWER_FLOOR  # a few words, no meaning known
+    assert confidence(0.0, 0.62, all_held=False) >= ANSWER_FLOOR  # a paraphrase
+    assert confidence(0.0, 0.1, all_held=False) == 0.0
+
+
+def test_names_weigh_less_in_what_a_sentence_holds_of_the_question() -> None:
+    sentences = sentences_of([source("a", "Karen Liu likes video calls."), source("b", "The office is in Ohio.")])
+    question = "What is Karen Liu's mobile number?"
+    (plain,) = lexical_scores(question, sentences[:1])
+    (weighed,) = lexical_scores(question, sentences[:1], names(question))
+    assert 0 < weighed < plain
 
 
 def test_nothing_to_say_without_sources() -> None:

@@ -19,8 +19,10 @@ from memanto_server.memories.search.ranking import (
     contenders,
     fuse,
     inverse_frequency,
+    nearly_as_relevant,
     order_key,
     rank,
+    rivals,
     same_words,
     semantic_evidence,
     supersede,
@@ -128,7 +130,8 @@ def test_a_later_memory_on_the_same_subject_supersedes() -> None:
     assert not same_words(shares["other"], shares["plan_new"])
     # Without embeddings the words decide; with them, the memories must also be alike in meaning.
     assert superseding(pairs, shares, None) == [("plan_old", "plan_new")]
-    alike = {("plan_old", "other"): 0.9, ("other", "plan_new"): 0.9}
+    assert rivals([("plan_old", "plan_new")], ranked, order) == [("plan_old", "plan_new"), ("other", "plan_new")]
+    alike = {("plan_old", "other"): 0.9, ("other", "plan_new"): 0.4}
     assert superseding(pairs, shares, {**alike, ("plan_old", "plan_new"): 0.3}) == []
     chosen = superseding(pairs, shares, {**alike, ("plan_old", "plan_new"): 0.7})
     assert chosen == [("plan_old", "plan_new")]
@@ -164,3 +167,39 @@ def test_a_lifted_memory_keeps_the_list_in_the_order_pages_follow() -> None:
     keys = [(r.score, order[r.memory_id]) for r in moved]
     assert keys == sorted(keys, reverse=True)
     assert [r.memory_id for r in moved] == ["later", "tie", "earlier"]
+
+
+def test_an_update_replaces_the_earlier_memory_it_resembles_most() -> None:
+    # "Mr Wang prefers WeChat" and "the meeting with Mr Wang moved to the 12th" share the
+    # name the query asks about; the moved meeting updates the first meeting, not the contact.
+    shares = {
+        "contact": TextShare(0.8, ("text",), ((0, 0.2), (1, 0.6))),
+        "meeting_old": TextShare(0.2, ("text",), ((0, 0.2),)),
+        "meeting_new": TextShare(0.2, ("text",), ((0, 0.2),)),
+    }
+    pairs = [("contact", "meeting_new"), ("meeting_old", "meeting_new")]
+    assert superseding(pairs, shares, None) == pairs  # the name alone: same words
+    alike = {("contact", "meeting_new"): 0.73, ("meeting_old", "meeting_new"): 0.88}
+    assert superseding(pairs, shares, alike) == [("meeting_old", "meeting_new")]
+
+
+def test_memories_matched_by_meaning_alone_can_supersede() -> None:
+    shares = {"car_old": TextShare(0.0, ()), "car_new": TextShare(0.0, ())}
+    assert same_words(shares["car_old"], shares["car_new"])
+    assert superseding([("car_old", "car_new")], {}, {("car_old", "car_new"): 0.67}) == [("car_old", "car_new")]
+    assert superseding([("car_old", "car_new")], {}, {("car_old", "car_new"): 0.3}) == []
+    # One holding words of the query and one holding none are not on one subject by words.
+    assert not same_words(TextShare(0.3, ("text",), ((0, 0.3),)), shares["car_new"])
+
+
+def test_nearly_as_relevant_in_meaning_is_measured_in_cosine() -> None:
+    earlier = Ranked("old", 0.32, ("semantic",), 0.32, 0.0, 0.31)
+    close = Ranked("new", 0.17, ("semantic",), 0.17, 0.0, 0.24)  # relevance halves, cosine 0.07 lower
+    far = Ranked("far", 0.1, ("semantic",), 0.1, 0.0, 0.19)
+    assert nearly_as_relevant(earlier, close)
+    assert not nearly_as_relevant(earlier, far)
+    # Closer in meaning but holding far fewer of the query's words is not nearly as relevant.
+    worded = Ranked("worded", 0.5, ("text", "semantic"), 0.5, 0.6, 0.31)
+    assert not nearly_as_relevant(worded, Ranked("bare", 0.3, ("semantic",), 0.3, 0.1, 0.3))
+    # Without embeddings only relevance counts.
+    assert not nearly_as_relevant(Ranked("a", 0.5, ("text",), 0.5, 0.5), Ranked("b", 0.3, ("text",), 0.3, 0.3))
