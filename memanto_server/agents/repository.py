@@ -31,7 +31,8 @@ ON CONFLICT (owner_id, agent_id) DO NOTHING
 RETURNING agent_id, description, created_at, last_session_at
 """
 
-# Keyset pagination on the primary key: stable under concurrent inserts.
+# A page of an owner's agents ($1 owner, $2 the last agent id of the page before or NULL, $3
+# rows). Keyset pagination on the primary key: stable under concurrent inserts.
 LIST_AGENTS = """
 SELECT agent_id, description, created_at, last_session_at
 FROM agents

@@ -103,7 +103,7 @@ ORDER BY c.changed_at DESC, c.memory_id DESC
 LIMIT $11
 """
 
-# Memories by id, for answers that carry more of each memory than a recall row holds.
+# Memories by id ($3 ids), for answers that carry more of each memory than a recall row holds.
 GET_MEMORIES = """
 SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at, source, metadata,
        updated_at, occurred_at, valid_until, expired_at, expired_reason, idempotency_key

@@ -81,8 +81,11 @@ class Position(msgspec.Struct, frozen=True):
     memory_id: str
 
 
-# With an Idempotency-Key, the partial unique index is the guard: of concurrent retries
-# one inserts, the others wait for it to commit and then insert nothing.
+# One memory. $1 owner, $2 agent, $3 session, $4 type, $5 title, $6 content, $7 tags,
+# $8 confidence, $9 source, $10 metadata, $11 idempotency key, $12 its request's fingerprint,
+# $13 occurred_at (NULL: now), $14 valid_until. With an Idempotency-Key, the partial unique index
+# is the guard: of concurrent retries one inserts, the others wait for it to commit and then
+# insert nothing.
 INSERT_MEMORY = """
 INSERT INTO memories (owner_id, agent_id, session_id, type, title, content, tags, confidence, source, metadata,
                       idempotency_key, idempotency_fingerprint, occurred_at, valid_until)
@@ -91,7 +94,8 @@ ON CONFLICT (owner_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT N
 RETURNING memory_id, created_at
 """
 
-# A separate statement on purpose: its snapshot is taken after the conflicting insert committed.
+# The memory stored under an idempotency key ($1 owner, $2 agent, $3 key). A separate statement
+# on purpose: its snapshot is taken after the conflicting insert committed.
 FIND_BY_IDEMPOTENCY_KEY = """
 SELECT memory_id, session_id, type, created_at, idempotency_fingerprint FROM memories
 WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = $3
@@ -102,7 +106,8 @@ WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = $3
 # any owners, agents and sessions. As in INSERT_MEMORY, the partial unique index is the
 # guard for idempotency keys, between these rows as well (of two with one key, the second
 # inserts nothing), so a retried or resumed batch stores nothing twice; RETURNING names
-# what was inserted.
+# what was inserted. Parameters are parallel arrays, one element a row, in the order of the
+# columns: $1 memory ids … $15 valid_until (tags and metadata as JSON text).
 INSERT_GROUP = """
 INSERT INTO memories (memory_id, owner_id, agent_id, session_id, type, title, content, tags, confidence, source,
                       metadata, idempotency_key, idempotency_fingerprint, occurred_at, valid_until)
@@ -118,7 +123,7 @@ RETURNING memory_id, created_at
 """
 
 # The memories that earlier requests stored under some of a batch's keys, with the fingerprint
-# of each one's request.
+# of each one's request: $1 owner, $2 agent, $3 the keys.
 FIND_BY_IDEMPOTENCY_KEYS = """
 SELECT idempotency_key, memory_id, idempotency_fingerprint FROM memories
 WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = ANY($3::text[])
@@ -176,7 +181,7 @@ SELECT found.*,
 FROM found
 """
 
-# Memories of one agent by id (the rows of a page of recall).
+# Memories of one agent by id (the rows of a page of recall): $1 owner, $2 agent, $3 ids.
 GET_MEMORIES = """
 SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at, seq,
        occurred_at, valid_until, expired_at
@@ -187,7 +192,7 @@ WHERE owner_id = $1 AND agent_id = $2 AND memory_id = ANY($3::uuid[])
 # The fallback for misspelled or partial words: for each query word that no memory of the
 # agent holds, the agent's own words that the trigram index finds alike (`<%`,
 # pg_trgm.word_similarity_threshold) and that are also close in edits (one for short
-# words, two for longer ones) or that complete it (a partial word).
+# words, two for longer ones) or that complete it (a partial word). $3: the query's words.
 SUGGEST_WORDS = """
 SELECT q.word AS typed, s.word
 FROM unnest($3::text[]) AS q(word)
@@ -215,6 +220,10 @@ JOIN memories b ON b.owner_id = $1 AND b.agent_id = $2 AND b.memory_id = p.later
 WHERE a.embedding IS NOT NULL AND b.embedding IS NOT NULL
 """
 
+# A page of an agent's memories, newest first, for `GET …/memories`: $1 owner, $2 agent,
+# $3 types, $4 tags (all of them), $5 created after, $6 created before ($3-$6 NULL = no filter),
+# $7 and $8 the cursor (created_at and memory_id of the last row of the page before; NULL on
+# the first page), $9 rows.
 LIST_MEMORIES = """
 SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
        source, metadata, updated_at, occurred_at, valid_until, expired_at, expired_reason
@@ -229,6 +238,7 @@ ORDER BY created_at DESC, memory_id DESC
 LIMIT $9
 """
 
+# One memory with every field: $1 owner, $2 agent, $3 memory id.
 GET_MEMORY = """
 SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at,
        source, metadata, updated_at, occurred_at, valid_until, expired_at, expired_reason
@@ -236,8 +246,10 @@ FROM memories
 WHERE owner_id = $1 AND agent_id = $2 AND memory_id = $3
 """
 
-# Each field changes only when its flag is set, so that `null` can clear a field while an
-# absent field stays as it was. The generated `search` column follows by itself.
+# PATCH of one memory ($1 owner, $2 agent, $3 memory id), then for each field a flag and its
+# value ($4/$5 content … $20/$21 valid_until): a field changes only when its flag is set, so
+# that `null` can clear a field while an absent field stays as it was. The generated `search`
+# column follows by itself.
 PATCH_MEMORY = """
 UPDATE memories SET
     content    = CASE WHEN $4  THEN $5::text    ELSE content END,
@@ -255,6 +267,7 @@ RETURNING memory_id, agent_id, session_id, type, title, content, tags, confidenc
           source, metadata, updated_at, occurred_at, valid_until, expired_at, expired_reason
 """
 
+# Deletes one memory: $1 owner, $2 agent, $3 memory id.
 DELETE_MEMORY = """
 DELETE FROM memories WHERE owner_id = $1 AND agent_id = $2 AND memory_id = $3 RETURNING memory_id
 """

@@ -68,7 +68,8 @@ END_REASON = """
 SELECT end_reason FROM sessions WHERE session_id = $1 AND owner_id = $2
 """
 
-# Sessions whose recorded expiry has passed and that nobody has ended yet. SKIP LOCKED
+# Sessions whose recorded expiry has passed ($1 now) and that nobody has ended yet, at most
+# $2 of them, the longest overdue first. SKIP LOCKED
 # lets every instance sweep at once without two of them taking the same row; the row
 # lock is held until the sweeping transaction commits.
 CLAIM_DUE_SESSIONS = """
