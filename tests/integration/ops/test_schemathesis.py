@@ -11,9 +11,10 @@ a field required in the query *or* the body, a cursor the server did not issue, 
 past the session's whole lifetime, metadata over 4 KB or with NUL characters, an
 Idempotency-Key used before with another memory. 422 is an accepted answer to positive data.
 
-`make test` runs the coverage phase and a few generated cases per route (about 1,500 requests,
-half a minute); `make fuzz` runs every phase for longer (MEMANTO_FUZZ_EXAMPLES,
-MEMANTO_FUZZ_MAX_TIME, MEMANTO_FUZZ_PHASES) and prints schemathesis' summary.
+`make test` runs the documented examples and ten generated cases per route, positive and
+negative (about 400 requests); `make fuzz` adds the coverage phase (boundary values of every
+parameter and field, about 2,500 requests) and the stateful phase, runs longer
+(MEMANTO_FUZZ_EXAMPLES, MEMANTO_FUZZ_MAX_TIME, MEMANTO_FUZZ_PHASES) and prints schemathesis' summary.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from tests.helpers.processes import running_server, settings_env
 
 pytestmark = pytest.mark.slow
 
-# `make test`: the coverage phase (boundary values, positive and negative, of every parameter
-# and field) and a few generated cases per route; `make fuzz` sets more, and every phase.
-MAX_EXAMPLES = int(os.environ.get("MEMANTO_FUZZ_EXAMPLES", "5"))
-PHASES = os.environ.get("MEMANTO_FUZZ_PHASES", "coverage,fuzzing")
+# `make test`: a bounded run, the examples and a few generated cases per route (the mode is
+# schemathesis' default, positive and negative); `make fuzz` sets more, and every phase.
+MAX_EXAMPLES = int(os.environ.get("MEMANTO_FUZZ_EXAMPLES", "10"))
+PHASES = os.environ.get("MEMANTO_FUZZ_PHASES", "examples,fuzzing")
 MAX_TIME = os.environ.get("MEMANTO_FUZZ_MAX_TIME")  # seconds; fuzzing repeats until it is spent
 SEED = os.environ.get("MEMANTO_FUZZ_SEED", "20261201")
 
