@@ -20,7 +20,6 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,23 +29,16 @@ import pytest
 from click.testing import CliRunner
 
 from memanto_server.cli.memanto import cli as memanto_cli
-from memanto_server.settings import Settings
 from tests.helpers.http import parse_z
 from tests.helpers.memanto_cli import REPO_ROOT, Memanto, describe, field
 from tests.helpers.owners import OwnerKey, unique_agent
-from tests.helpers.processes import free_port, running_server, settings_env
+from tests.helpers.processes import free_port
 
 pytestmark = pytest.mark.slow
 
 TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC"
 # The API's times are whole seconds (the fraction dropped): a session stated to end at :45 ends before :46.
 SECOND_ROUNDING = 1.3
-
-
-@pytest.fixture(scope="module")
-def server_url(settings: Settings) -> Iterator[str]:
-    with running_server(settings_env(settings)) as base_url:
-        yield base_url
 
 
 @pytest.fixture

@@ -18,19 +18,11 @@ from click.testing import CliRunner
 
 from memanto_server.cli.memanto import cli as memanto_cli
 from memanto_server.client import MemantoClient
-from memanto_server.settings import Settings
 from tests.helpers.http import parse_z
 from tests.helpers.memanto_cli import Memanto, describe, field
 from tests.helpers.owners import OwnerKey, unique_agent
-from tests.helpers.processes import running_server, settings_env
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def server_url(settings: Settings) -> Iterator[str]:
-    with running_server(settings_env(settings)) as base_url:
-        yield base_url
 
 
 @pytest.fixture

@@ -48,10 +48,10 @@ pytestmark = pytest.mark.slow
 SECONDS = 1 / 3600  # one second, in hours
 
 
-@pytest.fixture(scope="module")
-def server(settings: Settings) -> Iterator[str]:
-    with running_server(settings_env(settings)) as base_url:
-        yield base_url
+@pytest.fixture
+def server(server_url: str) -> str:
+    """The run's shared server process (tests/fixtures/servers.py)."""
+    return server_url
 
 
 @pytest.fixture

@@ -13,20 +13,18 @@ import pytest
 
 from memanto_server.client import AsyncMemantoClient, MemantoClient, NotFoundError, ValidationError
 from memanto_server.memories.schemas import MemoryRecord, RememberRequest, TimelineResult
-from memanto_server.settings import Settings
 from tests.helpers.http import parse_z
 from tests.helpers.owners import OwnerKey, unique_agent
-from tests.helpers.processes import running_server, settings_env
 
 pytestmark = pytest.mark.slow
 
 CET = timezone(timedelta(hours=1))
 
 
-@pytest.fixture(scope="module")
-def server(settings: Settings) -> Iterator[str]:
-    with running_server(settings_env(settings)) as base_url:
-        yield base_url
+@pytest.fixture
+def server(server_url: str) -> str:
+    """The run's shared server process (tests/fixtures/servers.py)."""
+    return server_url
 
 
 @pytest.fixture

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from memanto_server.settings import Settings
 from tests.helpers.owners import OwnerKey
-from tests.helpers.processes import running_server, settings_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,43 +24,42 @@ pytestmark = [
 LOCUSTFILE = Path(__file__).resolve().parents[3] / "bench" / "locustfile.py"
 
 
-def test_loadtest_runs_and_reports(settings: Settings, owner: OwnerKey, tmp_path: Path) -> None:
-    with running_server(settings_env(settings)) as base_url:
-        env = {
-            **os.environ,
-            "MEMANTO_API_KEY": owner.key,
-            # Exercise every branch within seconds: extend before every task, rotate agents often.
-            "MEMANTO_LOADTEST_EXTEND_BELOW": "1e9",
-            "MEMANTO_LOADTEST_ROTATE_AFTER": "4",
-        }
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "locust",
-                "-f",
-                str(LOCUSTFILE),
-                "--headless",
-                "--host",
-                base_url,
-                "--users",
-                "4",
-                "--spawn-rate",
-                "4",
-                "--run-time",
-                "5s",
-                "--stop-timeout",
-                "5",
-                "--only-summary",
-                "--csv",
-                str(tmp_path / "loadtest"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+def test_loadtest_runs_and_reports(server_url: str, owner: OwnerKey, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "MEMANTO_API_KEY": owner.key,
+        # Exercise every branch within seconds: extend before every task, rotate agents often.
+        "MEMANTO_LOADTEST_EXTEND_BELOW": "1e9",
+        "MEMANTO_LOADTEST_ROTATE_AFTER": "4",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            server_url,
+            "--users",
+            "4",
+            "--spawn-rate",
+            "4",
+            "--run-time",
+            "5s",
+            "--stop-timeout",
+            "5",
+            "--only-summary",
+            "--csv",
+            str(tmp_path / "loadtest"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Aggregated" in output  # the printed summary

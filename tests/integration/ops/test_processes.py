@@ -32,11 +32,10 @@ pytestmark = pytest.mark.slow
 TIMEOUT = httpx.Timeout(15.0)
 
 
-@pytest.fixture(scope="module")
-def two_workers(settings: Settings) -> Iterator[str]:
-    """One server process with two uvicorn workers."""
-    with running_server(settings_env(settings), workers=2) as base_url:
-        yield base_url
+@pytest.fixture
+def two_workers(server_url: str) -> str:
+    """One server process with two uvicorn workers: the run's shared server (tests/fixtures/servers.py)."""
+    return server_url
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +310,7 @@ def test_server_refuses_to_start_on_bad_settings(
             env=env,
             capture_output=True,
             text=True,
-            timeout=10,
+            timeout=60,
             check=False,
         )
     except subprocess.TimeoutExpired:
