@@ -91,8 +91,10 @@ async def drop_database(name: str) -> None:
         await admin.close()
 
 
-async def create_key(conn: asyncpg.Connection) -> tuple[str, str]:
-    owner_id = await conn.fetchval("INSERT INTO owners (name) VALUES ('bench') RETURNING owner_id::text")
+async def create_key(conn: asyncpg.Connection, owner_id: str | None = None) -> tuple[str, str]:
+    """A new API key: of a new owner named 'bench', or of `owner_id`."""
+    if owner_id is None:
+        owner_id = await conn.fetchval("INSERT INTO owners (name) VALUES ('bench') RETURNING owner_id::text")
     key = generate_api_key()
     await conn.execute(
         "INSERT INTO api_keys (key_id, owner_id, name, key_hash, prefix) VALUES ($1, $2, 'bench', $3, $4)",
