@@ -276,6 +276,7 @@ async def main() -> None:
     parser.add_argument("--modes", default="text,hybrid", help="recall modes to measure, comma-separated")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="measure on a kept database with the same agents")
+    parser.add_argument("--load-only", action="store_true", help="build the database and keep it, measure nothing")
     args = parser.parse_args()
 
     await run(args)
@@ -349,9 +350,10 @@ async def run(args: argparse.Namespace) -> None:
             f"loaded {args.small:,} + {args.big:,} memories in {small_s + big_s:.1f} s, their embeddings in "
             f"{vectors_s:.1f} s, indexed in {index_s:.1f} s"
         )
-        await measure_all(args, url, key)
+        if not args.load_only:
+            await measure_all(args, url, key)
     finally:
-        if not args.keep:
+        if not (args.keep or args.load_only):
             await drop_database(name)
 
 
