@@ -140,7 +140,7 @@ def server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine imports slowly
         while True:
             try:
                 if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
