@@ -1,18 +1,20 @@
 """Recall latency: an agent with 1,000 memories against one with 1,000,000, by mode.
 
     python -m bench.recall_scale [--big 1000000] [--small 1000] [--queries 400] [--modes text,hybrid]
-                                 [--keep] [--reuse]
+                                 [--keep] [--reuse] [--load-only]
 
 Builds a database of its own (`memanto_bench_recall_<small>_<big>`) on a throwaway Postgres with
 pgvector (or the server `MEMANTO_BENCH_POSTGRES_URL` names), loads both agents' memories with COPY,
 gives each a random embedding (indexes, HNSW included, built after the load), starts one
 server worker (the bundled local model embeds the queries), and sends the same query mix
 to both agents, one request at a time, in each mode. Prints the median and p95 of each and
-their ratio, then recalls per second on the big agent with 8 concurrent callers. The data
+their ratio, then recalls per second on the big agent with 8 concurrent callers (each of the
+three phases on a fresh server, so that every query is embedded once in each). The data
 set and query mix are deterministic (seeded); the embeddings are not (random()).
 
 The HNSW build dominates the set-up (most of an hour for 1,000,000 memories on two cores):
-`--keep` leaves the database on the server, and `--reuse` measures again on a database a
+`--keep` (or `--load-only`, which measures nothing) leaves the database on the server, and
+`--reuse` measures again on a database a
 previous run left with the same agents (applying any newer migrations to it first).
 
 The mix (`query_mix`): 45% one content word, 35% two, 10% three, 10% one word with a
@@ -358,15 +360,20 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def measure_all(args: argparse.Namespace, url: str, key: str) -> None:
+    """Each phase (small agent, big agent, throughput) on a server of its own: the server keeps
+    recent queries' embeddings, and a phase that found them made by the one before would skip the
+    model, so every phase embeds each of its queries once, as new questions are."""
     queries = query_mix(Corpus(), args.queries)
     per_second: dict[str, float] = {}
-    with server(url) as base:
-        for mode in args.modes.split(","):
+    for mode in args.modes.split(","):
+        with server(url) as base:
             small = await measure(base, key, "small", queries, mode)
+        with server(url) as base:
             big = await measure(base, key, "big", queries, mode)
-            report(mode, [("small", args.small, small), ("big", args.big, big)])
+        report(mode, [("small", args.small, small), ("big", args.big, big)])
+        with server(url) as base:
             per_second[mode] = await throughput(base, key, "big", queries, mode)
-            print(f"throughput, big agent, 8 concurrent callers: {per_second[mode]:.0f} recalls/s")
+        print(f"throughput, big agent, 8 concurrent callers: {per_second[mode]:.0f} recalls/s")
     if "hybrid" in per_second and "text" in per_second:
         print(f"hybrid / text throughput: {per_second['hybrid'] / per_second['text']:.2f} (target >= 0.4)")
 
