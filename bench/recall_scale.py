@@ -14,8 +14,8 @@ set and query mix are deterministic (seeded); the embeddings are not (random()).
 
 The HNSW build dominates the set-up (most of an hour for 1,000,000 memories on two cores):
 `--keep` (or `--load-only`, which measures nothing) leaves the database on the server, and
-`--reuse` measures again on a database a
-previous run left with the same agents (applying any newer migrations to it first).
+`--reuse` measures again on a database that a previous run left with the same agents
+(applying any newer migrations to it first).
 
 The mix (`query_mix`): 45% one content word, 35% two, 10% three, 10% one word with a
 letter dropped; words are drawn as often as they occur in the text (Zipf), so frequent
