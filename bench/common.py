@@ -29,6 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("MEMANTO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+# Settings of the benchmarks' own Postgres server; a benchmark may add to them before its first
+# database is made (bench/recall_scale.py sizes shared_buffers for its data).
+SERVER_SETTINGS: dict[str, str] = {"max_connections": "200"}
+
+
 @functools.cache
 def pg_server_url() -> str:
     """The Postgres server (with pgvector) the benchmarks use: MEMANTO_BENCH_POSTGRES_URL, or a
@@ -37,7 +42,7 @@ def pg_server_url() -> str:
     if given:
         return given.rstrip("/")
     root = Path(tempfile.mkdtemp(prefix="memanto-bench-pg-"))
-    local = LocalPostgres(root, settings={"max_connections": "200"})
+    local = LocalPostgres(root, settings=dict(SERVER_SETTINGS))
     local.start()
 
     def stop() -> None:

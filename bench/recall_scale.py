@@ -12,6 +12,11 @@ their ratio, then recalls per second on the big agent with 8 concurrent callers 
 three phases on a fresh server, so that every query is embedded once in each). The data
 set and query mix are deterministic (seeded); the embeddings are not (random()).
 
+A deployment with a million memories gives Postgres memory to hold the HNSW index and the
+table (docs/operations.md): the bench's own server gets `--shared-buffers` (4 GB), where
+Postgres's default 128 MB would make every walk of the graph read its pages from the OS cache
+and measure that instead. A server named by `MEMANTO_BENCH_POSTGRES_URL` keeps its own setting.
+
 The HNSW build dominates the set-up (most of an hour for 1,000,000 memories on two cores):
 `--keep` (or `--load-only`, which measures nothing) leaves the database on the server, and
 `--reuse` measures again on a database that a previous run left with the same agents
@@ -37,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from bench.common import create_key, database_url, drop_database, fresh_database, percentile, server
+from bench.common import SERVER_SETTINGS, create_key, database_url, drop_database, fresh_database, percentile, server
 from memanto_server.embeddings.local import load_local
 from memanto_server.lib.migrations import migrate
 from memanto_server.memories.search.grammar import STOP_WORDS
@@ -279,7 +284,13 @@ async def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="measure on a kept database with the same agents")
     parser.add_argument("--load-only", action="store_true", help="build the database and keep it, measure nothing")
+    parser.add_argument(
+        "--shared-buffers",
+        default="4GB",
+        help="shared_buffers of the bench's own Postgres (not of a MEMANTO_BENCH_POSTGRES_URL server)",
+    )
     args = parser.parse_args()
+    SERVER_SETTINGS["shared_buffers"] = args.shared_buffers
 
     await run(args)
 
