@@ -29,6 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("MEMANTO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+# Settings of the benchmarks' own Postgres server; a benchmark may add to them before its first
+# database is made (bench/recall_scale.py sizes shared_buffers for its data).
+SERVER_SETTINGS: dict[str, str] = {"max_connections": "200"}
+
+
 @functools.cache
 def pg_server_url() -> str:
     """The Postgres server (with pgvector) the benchmarks use: MEMANTO_BENCH_POSTGRES_URL, or a
@@ -37,7 +42,7 @@ def pg_server_url() -> str:
     if given:
         return given.rstrip("/")
     root = Path(tempfile.mkdtemp(prefix="memanto-bench-pg-"))
-    local = LocalPostgres(root, settings={"max_connections": "200"})
+    local = LocalPostgres(root, settings=dict(SERVER_SETTINGS))
     local.start()
 
     def stop() -> None:
@@ -91,8 +96,10 @@ async def drop_database(name: str) -> None:
         await admin.close()
 
 
-async def create_key(conn: asyncpg.Connection) -> tuple[str, str]:
-    owner_id = await conn.fetchval("INSERT INTO owners (name) VALUES ('bench') RETURNING owner_id::text")
+async def create_key(conn: asyncpg.Connection, owner_id: str | None = None) -> tuple[str, str]:
+    """A new API key: of a new owner named 'bench', or of `owner_id`."""
+    if owner_id is None:
+        owner_id = await conn.fetchval("INSERT INTO owners (name) VALUES ('bench') RETURNING owner_id::text")
     key = generate_api_key()
     await conn.execute(
         "INSERT INTO api_keys (key_id, owner_id, name, key_hash, prefix) VALUES ($1, $2, 'bench', $3, $4)",
@@ -138,7 +145,7 @@ def server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine imports slowly
         while True:
             try:
                 if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:

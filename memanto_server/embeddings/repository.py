@@ -106,13 +106,20 @@ WHERE embedding IS NULL
 # they are cheap, and the graph only where the agent is large enough for a filtered graph
 # walk to meet its memories soon.
 EXACT_UP_TO = 10_000
+# The most rows a walk of the graph returns (a large agent's nearest neighbours). One pass of
+# the walk yields hnsw.ef_search candidates (100 on the app's connections, lifespan.py); asking
+# for as many as that, a single other agent's or filtered-out row among them sends the iterative
+# scan on a second pass that costs as much again. Asking for fewer keeps most walks to one pass,
+# and a recall ranks these with its text candidates, pages of ten at a time.
+GRAPH_UP_TO = 40
 
 # The `limit` memories of one owner+agent nearest to a query vector, by cosine distance, with
 # recall's filters (as in memories/repository.py SEARCH_TEXT): $1 owner, $2 agent, $3 query
 # vector (real[]), $4 types, $5 tags (all must match), $6 created after, $7 created before
 # ($4-$7 NULL = no filter), $8 limit, $9 the model of $3 (no rows unless it is the recorded
 # model: vectors of two models are not comparable), $10 EXACT_UP_TO, $11 include expired
-# memories (else only those that hold now: least(expired_at, valid_until) NULL or later).
+# memories (else only those that hold now: least(expired_at, valid_until) NULL or later),
+# $12 GRAPH_UP_TO (the graph branch returns at most that many of the `limit`).
 # `size` counts the agent's memories up to $10 (its index, at most $10 entries); one of the two
 # branches runs, the other is cut off by its one-time filter:
 #   exact:  the agent's memories read by memories_agent_created (a subquery with a LIMIT, which
@@ -162,7 +169,7 @@ graph AS MATERIALIZED (
       AND ($11::boolean OR coalesce(least(m.expired_at, m.valid_until) > now(), true))
       AND (SELECT model_id FROM embedding_model) = $9
     ORDER BY m.embedding <=> $3::real[]::vector
-    LIMIT $8
+    LIMIT least($8, $12)
 )
 SELECT memory_id, agent_id, session_id, type, title, content, tags, confidence, created_at, seq,
        occurred_at, valid_until, expired_at, (1 - distance)::float8 AS similarity
@@ -199,9 +206,10 @@ def as_real_array(vector: Sequence[float] | np.ndarray) -> list[float]:
 class EmbeddingRepository:
     """Queries on the app's pool: KNN for recall, the backlog, the recorded model."""
 
-    def __init__(self, db: Database, *, exact_up_to: int = EXACT_UP_TO) -> None:
+    def __init__(self, db: Database, *, exact_up_to: int = EXACT_UP_TO, graph_up_to: int = GRAPH_UP_TO) -> None:
         self._db = db
         self._exact_up_to = exact_up_to
+        self._graph_up_to = graph_up_to
 
     async def nearest(
         self,
@@ -213,13 +221,14 @@ class EmbeddingRepository:
         filters: MemoryFilters | None = None,
         limit: int = 10,
     ) -> list[MemoryRow]:
-        """The agent's `limit` memories nearest to `query` (a vector of `model_id`), nearest first.
+        """The agent's `limit` memories nearest to `query` (a vector of `model_id`), nearest first;
+        at most `graph_up_to` of them for an agent too large to be searched exactly.
 
         Each row's `score` is its cosine similarity to the query (1 = same direction, 0 =
         unrelated, negative = opposed). Only memories passing `filters` and already embedded
         are returned; none when `model_id` is not the model of the stored embeddings.
         """
-        args = _nearest_args(owner_id, agent_id, query, model_id, filters, limit, self._exact_up_to)
+        args = _nearest_args(owner_id, agent_id, query, model_id, filters, limit, self._exact_up_to, self._graph_up_to)
         rows = await self._db.fetch(NEAREST, *args)
         return [_memory_row(record) for record in rows]
 
@@ -234,7 +243,7 @@ class EmbeddingRepository:
         limit: int = 10,
     ) -> str:
         """The plan of `nearest` for these arguments (for tests and benchmarks)."""
-        args = _nearest_args(owner_id, agent_id, query, model_id, filters, limit, self._exact_up_to)
+        args = _nearest_args(owner_id, agent_id, query, model_id, filters, limit, self._exact_up_to, self._graph_up_to)
         return "\n".join(r[0] for r in await self._db.fetch(EXPLAIN_NEAREST, *args))
 
     async def backlog(self, up_to: int = 1_000_000) -> int:
@@ -253,6 +262,7 @@ def _nearest_args(
     filters: MemoryFilters | None,
     limit: int,
     exact_up_to: int = EXACT_UP_TO,
+    graph_up_to: int = GRAPH_UP_TO,
 ) -> tuple[Any, ...]:
     filters = filters or MemoryFilters()
     return (
@@ -267,6 +277,7 @@ def _nearest_args(
         model_id,
         exact_up_to,
         filters.include_expired,
+        graph_up_to,
     )
 
 

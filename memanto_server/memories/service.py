@@ -328,7 +328,8 @@ class MemoryService:
         similarity: dict[str, float] = {}
         excluded = stems(" ".join(query.excluded))
         for row, cosine in nearest:
-            if excluded & stems(f"{row.title or ''} {row.content}"):
+            # Stemming a memory's text is pure Python: only when the query leaves words out.
+            if excluded and excluded & stems(f"{row.title or ''} {row.content}"):
                 continue  # the query leaves out memories holding this word
             rows[row.memory_id] = row
             similarity[row.memory_id] = cosine

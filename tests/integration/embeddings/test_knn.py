@@ -174,6 +174,14 @@ async def test_the_vector_index_scans_past_other_agents_memories(
                 owner, "small", QUERY, model_id=MODEL, filters=MemoryFilters(types=("goal",)), limit=3
             )
             assert [r.memory_id for r in goals] == [small[0.5], small[0.3]]
+            # A walk of the graph returns at most graph_up_to rows; an exact search is not cut short.
+            db = _OneConnection(Database(pool, 5), c)
+            walked = await EmbeddingRepository(db, exact_up_to=1, graph_up_to=2).nearest(
+                owner, "small", QUERY, model_id=MODEL, limit=3
+            )
+            assert [r.memory_id for r in walked] == [small[0.6], small[0.5]]
+            exact = await EmbeddingRepository(db, graph_up_to=2).nearest(owner, "small", QUERY, model_id=MODEL, limit=3)
+            assert [r.memory_id for r in exact] == [small[0.6], small[0.5], small[0.4]]
     finally:
         await pool.close()
 
