@@ -3,6 +3,7 @@ OpenAPI document states them, and the answer of a token route."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -14,7 +15,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import SecurityRequirement
 from litestar.params import PathParameter
 from litestar.routes import HTTPRoute
-from litestar.types import Message, Scope
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from memanto_server.errors import PROBLEM_JSON, InvalidInput, Problem
 from memanto_server.lib.timeutil import iso_z
@@ -137,13 +138,31 @@ def _allowed_methods(app: Litestar) -> dict[str, bytes]:
     return allowed
 
 
-async def list_every_method(message: Message, scope: Scope) -> None:
-    """`before_send` hook: the `Allow` header of Litestar's own OPTIONS answer names every
-    method of the path. Litestar 2 lists only the methods of the handlers registered first
-    on a path (fixed in Litestar 3); this puts the route's whole list in its place."""
-    if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS" or message["status"] != 204:
-        return
-    allowed = _allowed_methods(scope["litestar_app"]).get(scope.get("path_template", ""))  # type: ignore[typeddict-item]
-    if allowed is not None:
-        headers = [(name, value) for name, value in message.get("headers", ()) if name.lower() != b"allow"]
-        message["headers"] = [*headers, (b"allow", allowed)]  # type: ignore[typeddict-unknown-key]
+class ListEveryMethod:
+    """ASGI wrapper: the `Allow` header of Litestar's own OPTIONS answer names every method
+    of the path. Litestar 2 lists only the methods of the handlers registered first on a path
+    (fixed in Litestar 3); this puts the route's whole list in its place.
+
+    A request of any other method is handed to the app as is, without a layer of its own (a
+    `before_send` hook would cost every response of every route).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope.get("method") != "OPTIONS":
+            return self.app(scope, receive, send)
+        return self._options(scope, receive, send)
+
+    async def _options(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 204:
+                template = scope.get("path_template", "")  # type: ignore[typeddict-item]
+                allowed = _allowed_methods(scope["litestar_app"]).get(template)
+                if allowed is not None:
+                    headers = [(name, value) for name, value in message.get("headers", ()) if name.lower() != b"allow"]
+                    message["headers"] = [*headers, (b"allow", allowed)]  # type: ignore[typeddict-unknown-key]
+            await send(message)
+
+        await self.app(scope, receive, send_allow)

@@ -9,7 +9,7 @@ from memanto_server.agents.controller import AgentController
 from memanto_server.body import StrictJsonRequest
 from memanto_server.compat.health import MemantoHealthController
 from memanto_server.compat.moorcheh import moorcheh_router
-from memanto_server.http import list_every_method
+from memanto_server.http import ListEveryMethod
 from memanto_server.lifespan import backends
 from memanto_server.mcp.endpoint import mcp_route, mcp_session_manager
 from memanto_server.memories.controller import MemoryController
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[log_writer, backends, rate_limiter, mcp_session_manager],
         # The rate-limit hook only with a limit: it has nothing to add without one, and a hook
         # costs every response.
-        before_send=[list_every_method, *([add_rate_limit_headers] if settings.rate_limit else [])],
+        before_send=[add_rate_limit_headers] if settings.rate_limit else [],
         request_class=StrictJsonRequest,
         request_max_body_size=settings.max_body_bytes,
         state=State({"settings": settings}),
@@ -61,4 +61,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Around the router rather than in `middleware=` (which Litestar runs per route): the
     # access line, the request metrics and the request id cover unrouted 404s and 405s too.
     app.asgi_handler = AccessLogMiddleware(app.asgi_handler)
+    # Outside it, so that an OPTIONS answer's headers keep their order (the request id before `Allow`).
+    app.asgi_handler = ListEveryMethod(app.asgi_handler)
     return app

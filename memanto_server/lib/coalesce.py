@@ -22,9 +22,8 @@ batches waiting let one more batch run at once.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -51,14 +50,19 @@ class Coalescer(Generic[Item, Result]):
         self._max_in_flight = max_in_flight
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._flush_due = False
-        self._running: set[asyncio.Task[None]] = set()  # strong references until done
+        # The batches running, by task (strong references until done).
+        self._running: dict[asyncio.Task[None], list[tuple[Item, asyncio.Future[Result]]]] = {}
 
     async def submit(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._pending.append((item, future))
         self._schedule_flush(loop)
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._abandon_if_unwanted(future)
+            raise
 
     def _may_start(self) -> bool:
         if self._max_in_flight is None:
@@ -79,17 +83,26 @@ class Coalescer(Generic[Item, Result]):
         while self._pending and self._may_start():
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             task = asyncio.ensure_future(self._settle(batch))
-            self._running.add(task)
+            self._running[task] = batch
             task.add_done_callback(self._finished)
-            for _, future in batch:
-                future.add_done_callback(functools.partial(_abandon_if_unwanted, task, batch))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         """The calls that waited for a free place go at once: they have gathered company all
         along, and waiting one more turn would put them behind the requests that arrive in it."""
-        self._running.discard(task)
+        self._running.pop(task, None)
         if self._pending and self._may_start():
             self._flush()
+
+    def _abandon_if_unwanted(self, future: asyncio.Future[Result]) -> None:
+        """Once every caller of a batch has been cancelled (a request cut off at shutdown, say),
+        stop its work too, as a lone call would have been stopped, rather than let it hold a
+        connection that shutdown then waits for. (Asked by a caller when it is cancelled, the
+        rare case, rather than by a callback on every caller's future.)"""
+        for task, batch in self._running.items():
+            if any(mine is future for _, mine in batch):
+                if not task.done() and all(other.cancelled() for _, other in batch):
+                    task.cancel()
+                return
 
     async def _settle(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:
@@ -107,14 +120,6 @@ class Coalescer(Generic[Item, Result]):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
-
-
-def _abandon_if_unwanted(task: asyncio.Task[None], batch: list[tuple[Any, asyncio.Future[Any]]], _: object) -> None:
-    """Once every caller of a batch has been cancelled (a request cut off at shutdown, say),
-    stop its work too, as a lone call would have been stopped, rather than let it hold a
-    connection that shutdown then waits for."""
-    if not task.done() and all(future.cancelled() for _, future in batch):
-        task.cancel()
 
 
 async def outcome_of(call: Awaitable[Result]) -> Result | Exception:

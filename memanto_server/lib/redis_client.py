@@ -16,6 +16,12 @@ Such a command may have run, its reply lost: sending it again is blind. Lua scri
 through `lib/redis_scripts.py`, which turns this retry off (`retry_off()`) and delivers
 again itself, knowing what it sends: its state-changing scripts carry a delivery id that
 makes a second delivery answer instead of applying again.
+
+Commands are packed into the wire protocol by hiredis (C), as redis-py's synchronous client
+does; its asyncio connections pack in a Python loop, argument by argument, a share of every
+request that runs a script (bench/inprocess.py). What hiredis does not take (a `bytearray`,
+a value of a type Redis has no form for) goes through redis-py's own packer, which answers
+as it always did.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -128,6 +136,47 @@ class SwitchableRetry(Retry):
             raise
 
 
+class HiredisPacking(AbstractConnection):
+    """A connection whose commands hiredis packs (the module docstring says why)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        encoder = self.encoder
+        self._hiredis_packs = encoder.encoding.lower() in ("utf-8", "utf8") and encoder.encoding_errors == "strict"
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        command = args[0]
+        # A command of several words (`CONFIG GET`) is split as redis-py splits it.
+        if type(command) is str:
+            words = (*command.encode().split(), *args[1:])
+        elif type(command) is bytes:
+            words = (*command.split(), *args[1:]) if b" " in command else args
+        else:
+            return super().pack_command(*args)
+        if self._hiredis_packs:
+            try:
+                return [hiredis.pack_command(words)]
+            except TypeError:  # not a str, bytes, int or float: redis-py's packer says what is wrong
+                pass
+        return super().pack_command(*args)
+
+
+class PackedConnection(HiredisPacking, Connection):
+    pass
+
+
+class PackedSSLConnection(HiredisPacking, SSLConnection):
+    pass
+
+
+class PackedUnixConnection(HiredisPacking, UnixDomainSocketConnection):
+    pass
+
+
+_PACKED = {Connection: PackedConnection, SSLConnection: PackedSSLConnection}
+_PACKED[UnixDomainSocketConnection] = PackedUnixConnection
+
+
 def is_cluster_url(url: str) -> bool:
     return url.startswith(tuple(f"{scheme}://" for scheme in CLUSTER_SCHEMES))
 
@@ -145,7 +194,10 @@ def open_redis(url: str, *, timeout: float, max_connections: int) -> RedisClient
         "client_name": "memanto-server",
     }
     if not is_cluster_url(url):
-        return Redis.from_url(url, **options)
+        client = Redis.from_url(url, **options)
+        pool = client.connection_pool
+        pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
+        return client
     cluster = ClusterUrl(url)
     return ReachableCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],

@@ -113,10 +113,11 @@ class BatchedScript:
         return await self._calls.submit(call), call.delivery
 
     async def _run(self, calls: list[_Call]) -> list[Any]:
-        pipeline = secrets.token_urlsafe(6)[:6]
-        for position, call in enumerate(calls):
-            if call.once and not call.delivery:
-                call.delivery = f"{pipeline}{position:03d}"
+        unnamed = [position for position, call in enumerate(calls) if call.once and not call.delivery]
+        if unnamed:  # calls that only read need no delivery id (nor a read of the random source)
+            pipeline = secrets.token_urlsafe(6)[:6]
+            for position in unnamed:
+                calls[position].delivery = f"{pipeline}{position:03d}"
         try:
             return await self._deliver(calls)
         except _LOST as lost:

@@ -16,5 +16,6 @@ def has_nul(value: object) -> bool:
 
 
 def reject_nul(value: object, field: str) -> None:
-    if has_nul(value):
+    # A string, the usual value, is looked at here; a container is walked by has_nul.
+    if ("\x00" in value) if type(value) is str else (value is not None and has_nul(value)):
         raise InvalidInput.field(field, "must not contain NUL characters")

@@ -22,7 +22,7 @@ import msgspec
 
 from memanto_server.errors import DependencyUnavailable, FieldProblem, InvalidInput, NotFound, Unauthorized
 from memanto_server.lib.pagination import decode_cursor, encode_cursor
-from memanto_server.lib.text import reject_nul
+from memanto_server.lib.text import has_nul, reject_nul
 from memanto_server.lib.timeutil import iso_z
 from memanto_server.limits import MAX_METADATA_BYTES
 from memanto_server.memories.answer import (
@@ -103,8 +103,9 @@ def _check_memory(memory: RememberRequest | MemoryPatch, prefix: str = "") -> No
         value = getattr(memory, name)
         reject_nul(value, prefix + name)
     tags = memory.tags if isinstance(memory.tags, list) else []
-    for index, tag in enumerate(tags):
-        reject_nul(tag, f"{prefix}tags[{index}]")
+    if has_nul(tags):  # then find the first tag that has one, to name it
+        for index, tag in enumerate(tags):
+            reject_nul(tag, f"{prefix}tags[{index}]")
     if isinstance(memory, RememberRequest):
         reject_nul(memory.idempotency_key, prefix + "idempotency_key")
     if memory.metadata is not msgspec.UNSET:
