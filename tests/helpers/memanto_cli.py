@@ -11,13 +11,11 @@ import json
 import os
 import re
 import subprocess
-import traceback
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
-
 from memanto_server.cli.memanto import cli
+from tests.helpers.cli_runner import run_in_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,15 +36,7 @@ class Memanto:
         The environment is the user's alone: every `MEMANTO_`/`MOORCHEH_` variable of the test
         process is unset for the command. An exception the command did not handle is what a process
         would print: a traceback on stderr and exit status 1."""
-        overrides: dict[str, str | None] = {
-            name: None for name in os.environ if name.startswith(("MEMANTO_", "MOORCHEH_"))
-        }
-        overrides.update({**self.env, **env})
-        result = CliRunner().invoke(cli, list(args), input=input, env=overrides, prog_name="memanto")
-        stderr = result.stderr
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            stderr += "".join(traceback.format_exception(result.exception))
-        return subprocess.CompletedProcess(["memanto", *args], result.exit_code, result.stdout, stderr)
+        return run_in_process(cli, "memanto", args, {**self.env, **env}, unset=("MEMANTO_", "MOORCHEH_"), input=input)
 
     def ok(self, *args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
         result = self.run(*args, input=input, **env)

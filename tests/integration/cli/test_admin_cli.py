@@ -10,19 +10,15 @@ and the installed console script.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import itertools
-import os
 import re
 import secrets
 import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
-import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -32,13 +28,13 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
-from click.testing import CliRunner
 from litestar.testing import AsyncTestClient
 
 from memanto_server.cli.server import main as server_cli
 from memanto_server.main import create_app
 from memanto_server.settings import Settings
 from tests.helpers.backends import RUN_ID
+from tests.helpers.cli_runner import run_in_process
 from tests.helpers.http import API, assert_problem
 from tests.helpers.processes import settings_env
 
@@ -61,29 +57,9 @@ class CreatedKey(msgspec.Struct, frozen=True):
         return {"Authorization": f"Bearer {self.key}"}
 
 
-_cwd_lock = threading.Lock()
-
-
 def cli(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """One `memanto-server` command, as a shell in `cwd` with environment `env` would run it."""
-    overrides: dict[str, str | None] = {name: None for name in os.environ if name.startswith("MEMANTO_")}
-    overrides.update(env)
-
-    def invoke() -> subprocess.CompletedProcess[str]:
-        with _cwd_lock:
-            before = Path.cwd()
-            os.chdir(cwd)
-            try:
-                result = CliRunner().invoke(server_cli, list(args), env=overrides, prog_name="memanto-server")
-            finally:
-                os.chdir(before)
-        stderr = result.stderr
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            stderr += "".join(traceback.format_exception(result.exception))
-        return subprocess.CompletedProcess(["memanto-server", *args], result.exit_code, result.stdout, stderr)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(invoke).result()
+    return run_in_process(server_cli, "memanto-server", args, env, unset=("MEMANTO_",), cwd=cwd)
 
 
 def cli_process(env: dict[str, str], *args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
