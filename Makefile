@@ -37,9 +37,12 @@ run: install
 # The suite in TEST_WORKERS processes (pytest-xdist), a test file to a worker: a file's
 # module-scoped servers start once. Most tests wait on servers and sockets, so one more worker
 # than cores keeps both busy. `make test TEST_WORKERS=0` runs in one process.
+# PYTHONDONTWRITEBYTECODE is unset for the run: without cached bytecode every worker compiles
+# (and rewrites the asserts of) every test module, and every server the tests start compiles
+# the package, again.
 TEST_WORKERS ?= 3
 test: install
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # A long schemathesis run against a real server (make test runs a short one): every phase,
 # FUZZ_EXAMPLES cases per route and phase, fuzzing repeated until FUZZ_TIME seconds are spent.

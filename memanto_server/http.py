@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from litestar import Litestar, Response
+from litestar import Litestar, Response, Router
 from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
@@ -57,6 +57,15 @@ TOKEN_AUTH: list[SecurityRequirement] = [
     {SESSION_TOKEN: [], API_KEY_HEADER: []},
 ]
 TOKEN_OR_KEY_AUTH: list[SecurityRequirement] = [*TOKEN_AUTH, *KEY_AUTH]
+
+
+class OwnRouter(Router):
+    """A router made for one app: Litestar deep-copies every router it registers (so that one
+    router object can be mounted in several places), which is a third of building the app.
+    These are built afresh by `create_app` and mounted once, so the copy is the original."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OwnRouter:
+        return self
 
 
 def with_session_expiry(content: T, expires_ms: int, status_code: int = 200) -> Response[T]:

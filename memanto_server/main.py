@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from litestar import Litestar, Router
+from litestar import Litestar
 from litestar.datastructures import State
 
 from memanto_server.agents.controller import AgentController
 from memanto_server.body import StrictJsonRequest
 from memanto_server.compat.health import MemantoHealthController
 from memanto_server.compat.moorcheh import moorcheh_router
-from memanto_server.http import ListEveryMethod
+from memanto_server.http import ListEveryMethod, OwnRouter
 from memanto_server.lifespan import backends
 from memanto_server.mcp.endpoint import mcp_route, mcp_session_manager
 from memanto_server.memories.controller import MemoryController
@@ -30,7 +30,7 @@ API_PREFIX = "/api/v2"
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings)
-    api = Router(
+    api = OwnRouter(
         path=API_PREFIX,
         route_handlers=[SessionController, AgentController, MemoryController, LifecycleController],
         # Litestar copies the route handler for every guard call: no guard when there is no limit.

@@ -13,7 +13,7 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Router, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
@@ -45,7 +45,7 @@ from memanto_server.compat.schemas import (
     UploadRequest,
 )
 from memanto_server.errors import InvalidInput
-from memanto_server.http import BODY_ROUTE, KEY_AUTH, KEY_ROUTE, problems
+from memanto_server.http import BODY_ROUTE, KEY_AUTH, KEY_ROUTE, OwnRouter, problems
 from memanto_server.memories.lifecycle_repository import LifecycleRow
 from memanto_server.memories.schemas import AnswerRequest, RecallRequest, RecentRequest
 from memanto_server.ops.ratelimit import enforce_rate_limit
@@ -275,9 +275,9 @@ class MoorchehController(Controller):
         return await services.keyed.run(owner, agent_id, CLIENT, answer)
 
 
-def moorcheh_router(settings: Settings) -> Router:
+def moorcheh_router(settings: Settings) -> OwnRouter:
     """`/moorcheh/v1`, on the owner's API key (`x-api-key`, as the SDK sends it, or a bearer)."""
-    return Router(
+    return OwnRouter(
         path=BASE_PATH,
         route_handlers=[MoorchehController],
         security=KEY_AUTH,
