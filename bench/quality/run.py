@@ -150,8 +150,9 @@ def write_section(markdown: str, path: Path = ROOT / "docs" / "benchmarks.md") -
 
 async def measure(
     agents: list[Agent], modes: list[str], *, keep: bool
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[tuple[str, int], Outcome]], float]:
-    """Store every agent's memories in a fresh database, ask every question; the figures of each mode."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, dict[tuple[str, int], Outcome]], float]:
+    """Store every agent's memories in a fresh database, ask every question; the figures of
+    each mode, on the questions the constants were tuned on and on the held-out ones."""
     url = await fresh_database(DB_NAME)
     try:
         conn = await asyncpg.connect(url)
@@ -176,11 +177,12 @@ async def measure(
         if "text" in outcomes and "semantic" in outcomes:
             outcomes["rrf(text, semantic)"] = fused(outcomes)
         summaries = {mode: summarise(agents, found) for mode, found in outcomes.items()}
+        heldout = {mode: summarise(agents, found, heldout=True) for mode, found in outcomes.items()}
         elapsed = time.perf_counter() - started
     finally:
         if not keep:
             await drop_database(DB_NAME)
-    return summaries, outcomes, elapsed
+    return summaries, heldout, outcomes, elapsed
 
 
 async def main() -> None:
@@ -191,10 +193,14 @@ async def main() -> None:
     args = parser.parse_args()
     modes = args.modes.split(",")
     agents = load()
-    summaries, outcomes, elapsed = await measure(agents, modes, keep=args.keep)
+    summaries, heldout, outcomes, elapsed = await measure(agents, modes, keep=args.keep)
+    tuned = sum(1 for a in agents for q in a.questions if not q.heldout)
+    held = sum(1 for a in agents for q in a.questions if q.heldout)
     report = table(summaries)
+    heldout_report = table(heldout)
     print(report)
-    print(f"({sum(len(a.questions) for a in agents)} questions over {len(agents)} agents in {elapsed:.0f} s)")
+    print(f"\nheld-out questions ({held}):\n{heldout_report}")
+    print(f"({tuned + held} questions over {len(agents)} agents in {elapsed:.0f} s)")
     if args.write:
         dump(
             {mode: {f"{a}#{i}": o.ranked for (a, i), o in found.items()} for mode, found in outcomes.items()},
