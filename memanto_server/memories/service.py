@@ -28,8 +28,10 @@ from memanto_server.limits import MAX_METADATA_BYTES
 from memanto_server.memories.answer import (
     Extract,
     Source,
+    asked_for,
     choose_sentences,
     confidence,
+    gives,
     judge,
     sentences_of,
     stems,
@@ -429,6 +431,7 @@ class MemoryService:
         """How surely each chosen sentence answers `question` (answer.py): by meaning too when
         the sentences were compared with the question in meaning."""
         leftovers = [unheld(question, e.sentence) for e in chosen]
+        kind = asked_for(question)
         asked = [(left, e.sentence) for left, e in zip(leftovers, chosen, strict=True) if left is not None]
         measured: list[float] = []
         if by_meaning and asked and self._semantic is not None:
@@ -436,7 +439,12 @@ class MemoryService:
                 measured = await self._semantic.pair_similarities(asked)
         found = iter(measured) if measured else None
         return [
-            confidence(e.lexical, next(found) if found is not None and left is not None else None, left is None)
+            confidence(
+                e.lexical,
+                next(found) if found is not None and left is not None else None,
+                left is None,
+                gives(kind, e.sentence),
+            )
             for left, e in zip(leftovers, chosen, strict=True)
         ]
 

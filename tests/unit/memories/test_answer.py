@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from memanto_server.memories.answer import (
     ANSWER_FLOOR,
+    QUANTITY,
+    TIME,
     Source,
+    asked_for,
     confidence,
     extract_answer,
+    gives,
     lexical_scores,
     names,
     sentences_of,
@@ -111,3 +115,54 @@ def test_nothing_to_say_without_sources() -> None:
 def test_a_title_is_a_sentence_of_its_memory() -> None:
     sources = [source("a", "Stored under Northwind/DPA-2026.pdf.", title="Signed DPA")]
     assert [s.text for s in sentences_of(sources)] == ["Signed DPA", "Stored under Northwind/DPA-2026.pdf."]
+
+
+def test_the_kind_of_thing_a_question_asks_for() -> None:
+    assert asked_for("How many sensors did Sunrise Dairy order?") == QUANTITY
+    assert asked_for("how much does the car rental cost") == QUANTITY
+    assert asked_for("How long do we keep database snapshots?") == QUANTITY
+    assert asked_for("When is the next penetration test?") == TIME
+    assert asked_for("What time does Alex's shift start?") == TIME
+    assert asked_for("A direct debit bounced; when do I call billing?") == TIME  # it opens a clause
+    # Inside a clause "when" is a conjunction, not what is asked.
+    assert asked_for("Is there anything to watch out for when choosing a bathhouse?") is None
+    assert asked_for("How do we stop certificates from lapsing?") is None
+    assert asked_for("Which CDN do we use?") is None
+    assert asked_for("季度会议是什么时候") is None  # English wording only
+
+
+def test_what_a_sentence_must_hold_to_give_the_kind_asked_for() -> None:
+    assert gives(QUANTITY, "Sunrise Dairy runs 6 plants.")
+    assert gives(QUANTITY, "Jordan agreed to limit beer to two evenings a week.")
+    assert gives(QUANTITY, "दिवाली पर गोदाम ५ दिन बंद रहेगा।")  # a digit of another script
+    assert not gives(QUANTITY, "Umbrella Chemicals needs on-premise data storage.")
+    assert gives(TIME, "The quarterly review moved to Thursday afternoon.")
+    assert gives(TIME, "Recycling bins go out on Monday night.")
+    assert gives(TIME, "Tickets are booked for 5 April at 11:00.")
+    assert not gives(TIME, "Globex agreed to a surface-only trial at their crushing plant.")
+    assert gives(None, "Anything at all.")  # nothing known of what is asked: any sentence
+
+
+def test_a_sentence_without_the_kind_of_thing_asked_for_does_not_answer() -> None:
+    # It holds every word of the question, yet no number: it cannot say how many.
+    sources = [source("a", "Sunrise Dairy ordered sensors for its plants after the compressor failures.", 0.9)]
+    question = "How many sensors did Sunrise Dairy order?"
+    said = extract_answer(question, sources, sentences_of(sources), [0.7])
+    assert said.extracts == []
+    assert said.confidence < ANSWER_FLOOR
+    # The same memory with the number answers, as surely as a sentence holding every word.
+    sources = [source("a", "Sunrise Dairy ordered 40 sensors for its plants after the compressor failures.", 0.9)]
+    said = extract_answer(question, sources, sentences_of(sources), [0.7])
+    assert [e.sentence for e in said.extracts] == [sources[0].content]
+    assert said.confidence >= STRONG
+    assert confidence(1.0, None, all_held=True, gives_asked=False) == 0.0
+
+
+def test_when_is_answered_by_a_sentence_with_a_time_only() -> None:
+    sources = [source("a", "Globex agreed to a surface-only trial at their crushing plant. Karen likes calls.")]
+    sentences = sentences_of(sources)
+    assert extract_answer("When does the Globex trial end?", sources, sentences, [0.6, 0.1], [0.4]).extracts == []
+    sources = [source("a", "The Globex trial at their crushing plant ends on 30 June. Karen likes calls.")]
+    sentences = sentences_of(sources)
+    said = extract_answer("When does the Globex trial end?", sources, sentences, [0.6, 0.1], [0.4])
+    assert [e.sentence for e in said.extracts] == ["The Globex trial at their crushing plant ends on 30 June."]
