@@ -47,6 +47,10 @@ WORD_WEIGHT = 0.9
 # For confidence, a name of the question weighs this share of another word as rare: it
 # says what the question is about more than what it asks.
 NAME_WEIGHT = 0.5
+# A sentence that the whole question is no closer to in meaning than the question's own words
+# that it holds are (`held_words`) answers the question's subject, not what it asks ("Jordan's
+# fiancee runs marathons" for "Which marathon is Jordan registered for?"): this share as sure.
+SUBJECT_ONLY_WEIGHT = 0.5
 _LINES = regex.compile(r"\n\s*")
 _STEMMER = snowballstemmer.stemmer("english")
 _WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+(?:['\u2019][\p{L}\p{M}\p{N}]+)*")
@@ -241,14 +245,37 @@ def unheld(question: str, sentence: str) -> str | None:
     return "".join(kept)
 
 
-def confidence(lexical: float, unheld_similarity: float | None, all_held: bool, gives_asked: bool = True) -> float:
+def held_words(question: str, sentence: str) -> str | None:
+    """The meaningful words of `question` that `sentence` holds, in the question's order;
+    None when it holds none (or the question is in a script without spaces)."""
+    held = stems(sentence)
+    found = [
+        w
+        for w in (m.group() for m in _WORD.finditer(question))
+        if not _RUN.search(w) and w.lower() not in STOP_WORDS and _STEMMER.stemWord(w.lower()) in held
+    ]
+    return " ".join(found) or None
+
+
+def confidence(
+    lexical: float,
+    unheld_similarity: float | None,
+    all_held: bool,
+    gives_asked: bool = True,
+    added: float | None = None,
+) -> float:
     """How surely a sentence answers the question: its word evidence fused with the
     meaning of what it does not hold word for word (none known without an embedder); none
-    at all when it lacks the kind of thing the question asks for (`asked_for`, `gives`)."""
+    at all when it lacks the kind of thing the question asks for (`asked_for`, `gives`).
+    `added`: how much closer in meaning the whole question is to the sentence than the
+    question's words it holds are (cosine less cosine; None when unknown or none held)."""
     if not gives_asked:
         return 0.0
     meaning = SEMANTIC_CEILING if all_held else semantic_evidence(unheld_similarity)
-    return round(fuse(WORD_WEIGHT * lexical, meaning), 4)
+    sure = fuse(WORD_WEIGHT * lexical, meaning)
+    if added is not None and added <= 0:
+        sure *= SUBJECT_ONLY_WEIGHT
+    return round(sure, 4)
 
 
 def judge(extracts: Sequence[Extract], confidences: Sequence[float]) -> Answer:
@@ -268,16 +295,31 @@ def extract_answer(
     similarities: Sequence[float] | None,
     unheld_similarities: Sequence[float | None] | None = None,
     max_sentences: int = 3,
+    held_similarities: Sequence[float | None] | None = None,
 ) -> Answer:
     """The answer to `question` from `sentences`: `choose_sentences`, then `judge` with
     each chosen sentence's `confidence`. `unheld_similarities` are, for each chosen
     sentence, the cosine similarity of `unheld(question, sentence)` to it (None for one
-    that holds every word, or without an embedder)."""
+    that holds every word, or without an embedder); `held_similarities`, the cosine
+    similarity of `held_words(question, sentence)` to it (None for one that holds none)."""
     chosen = choose_sentences(question, sources, sentences, similarities, max_sentences)
     known = unheld_similarities if unheld_similarities is not None else [None] * len(chosen)
+    held = held_similarities if held_similarities is not None else [None] * len(chosen)
+    whole = {s.text: similarity for s, similarity in zip(sentences, similarities or [], strict=False)}
     kind = asked_for(question)
     confidences = [
-        confidence(e.lexical, similarity, unheld(question, e.sentence) is None, gives(kind, e.sentence))
-        for e, similarity in zip(chosen, known, strict=True)
+        confidence(
+            e.lexical,
+            similarity,
+            unheld(question, e.sentence) is None,
+            gives(kind, e.sentence),
+            added_meaning(whole.get(e.sentence), part),
+        )
+        for e, similarity, part in zip(chosen, known, held, strict=True)
     ]
     return judge(chosen, confidences)
+
+
+def added_meaning(whole: float | None, held: float | None) -> float | None:
+    """How much closer the whole question is to a sentence than its held words are."""
+    return None if whole is None or held is None else whole - held

@@ -311,3 +311,28 @@ async def test_a_memory_without_the_number_or_time_asked_for_does_not_answer(
     assert "6 plants" in said["answer"]
     said = await answer(semantic_client, live, "When does the Globex trial end?")
     assert "30 June" in said["answer"]
+
+
+DEVOPS = [
+    "The production database runs PostgreSQL 13 on a db.r5.2xlarge instance.",
+    "Session cache is a three-node ElastiCache Redis 7 cluster.",
+    "CI runs on GitHub Actions with self-hosted runners.",
+    "DNS is hosted on Cloudflare; the zone is managed by Terraform.",
+    "Application logs are kept 14 days in Loki.",
+    "No production deploys on Fridays; database migrations run on Tuesdays.",
+]
+
+
+async def test_a_memory_that_holds_the_words_of_a_question_but_not_what_it_asks_does_not_answer(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in DEVOPS])
+    await wait_embedded(semantic_settings.database_url, count=len(DEVOPS))
+    # The memory holds "production database", and the whole question is no closer to it.
+    said = await answer(semantic_client, live, "What is the root password of the production database?")
+    assert said["answer"] == "No stored memory answers this question."
+    assert said["sources"] == []
+    said = await answer(semantic_client, live, "Which Postgres version does the production database run?")
+    assert said["answer"].startswith("The production database runs PostgreSQL 13")
+    assert said["confidence"] >= ANSWER_FLOOR

@@ -11,6 +11,7 @@ from memanto_server.memories.answer import (
     confidence,
     extract_answer,
     gives,
+    held_words,
     lexical_scores,
     names,
     sentences_of,
@@ -166,3 +167,40 @@ def test_when_is_answered_by_a_sentence_with_a_time_only() -> None:
     sentences = sentences_of(sources)
     said = extract_answer("When does the Globex trial end?", sources, sentences, [0.6, 0.1], [0.4])
     assert [e.sentence for e in said.extracts] == ["The Globex trial at their crushing plant ends on 30 June."]
+
+
+def test_the_words_of_a_question_a_sentence_holds() -> None:
+    sentence = "Jordan's fiancée Ruth runs marathons and joins the Sunday long walks."
+    assert held_words("Which marathon is Jordan registered for?", sentence) == "marathon Jordan"
+    assert held_words("What is the capital of Mongolia?", sentence) is None
+    assert held_words("王先生的生日是哪天", "王先生喜欢微信") is None  # words of scripts without spaces: none
+
+
+def test_a_sentence_the_question_adds_nothing_to_answers_only_its_subject() -> None:
+    sources = [
+        source("a", "The production database runs PostgreSQL 13 on a db.r5.2xlarge instance.", 0.9),
+        source("b", "No production deploys on Fridays; database migrations run on Tuesdays.", 0.5),
+    ]
+    sentences = sentences_of(sources)
+    question = "What is the root password of the production database?"
+    # The whole question is no closer to either sentence (0.435, 0.3) than the words each
+    # holds, "production database", are (0.476, 0.45): it asks for something they lack.
+    said = extract_answer(question, sources, sentences, [0.435, 0.3], [0.13, 0.1], 3, [0.476, 0.45])
+    assert said.extracts == []
+    assert said.confidence < ANSWER_FLOOR
+    # Without that comparison their words alone would answer.
+    assert extract_answer(question, sources, sentences, [0.435, 0.3], [0.13, 0.1]).extracts
+    # Closer as a whole (0.76) than by its held words (0.534): the rest of it is in the sentence.
+    said = extract_answer(
+        "Which Postgres version does the production database run?",
+        sources[:1],
+        sentences[:1],
+        [0.76],
+        [0.52],
+        3,
+        [0.534],
+    )
+    assert [e.sentence for e in said.extracts] == [sources[0].content]
+    assert said.confidence >= ANSWER_FLOOR
+    assert confidence(0.5, 0.3, all_held=False, added=-0.01) == round(confidence(0.5, 0.3, all_held=False) / 2, 4)
+    assert confidence(0.5, 0.3, all_held=False, added=0.01) == confidence(0.5, 0.3, all_held=False)
