@@ -22,7 +22,9 @@ A sentence's confidence is its word evidence, in which the question's names weig
 meaning (full when it holds every meaningful word); the answer's is that of its surest
 sentence, and below `ANSWER_FLOOR` nothing answers and the answer says so. A sentence
 that lacks the kind of thing an English question's opening words ask for (`asked_for`: a
-number for "how many", a time for "when") has no confidence, however close in meaning.
+number for "how many", a time for "when") has no confidence, however close in meaning;
+one that the whole question is no closer to in meaning than the question's words it holds
+are (`held_words`) is half as sure: it shares the question's subject, not what it asks.
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ _TIME_WORDS = (
     "before|after|until|since|during|ago|next|last"
 )
 # A sentence holds a number with a digit (in any script) or a number word; a time, with a
-# digit or a word for a date, a day, a part of the day or a season.
+# digit or a word for a date, a day, a part of the day or a season, or a relative one. The
+# lists are broad on purpose ("may", "last"): a wrong match only leaves the rule unused,
+# while a missing word would silence a sentence that answers.
 _HOLDS = {
     QUANTITY: regex.compile(rf"\p{{Nd}}|\b(?:{_NUMBER_WORDS})\b", regex.IGNORECASE),
     TIME: regex.compile(rf"\p{{Nd}}|\b(?:{_TIME_WORDS})\b", regex.IGNORECASE),
