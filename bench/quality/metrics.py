@@ -28,6 +28,9 @@ class Question(msgspec.Struct, frozen=True):
     answer: list[str] = []
     stale: str | None = None
     typo: bool = False
+    # Written after the answer's constants were chosen, and never looked at while choosing
+    # them: its figures are reported apart, as a test of how those choices carry over.
+    heldout: bool = False
 
 
 class Agent(msgspec.Struct, frozen=True):
@@ -85,8 +88,11 @@ def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarise(agents: Sequence[Agent], outcomes: dict[tuple[str, int], Outcome]) -> dict[str, object]:
-    """Recall@5, MRR, and the figures of each kind of question, over every agent."""
+def summarise(
+    agents: Sequence[Agent], outcomes: dict[tuple[str, int], Outcome], *, heldout: bool = False
+) -> dict[str, object]:
+    """Recall@5, MRR, and the figures of each kind of question, over every agent: of the
+    questions the constants were tuned on, or with `heldout` of the held-out ones."""
     at5: dict[str, list[float]] = {k: [] for k in ("all", "no_shared_word", "shared_word", "non_latin", "typo")}
     mrr: list[float] = []
     updates: list[float] = []
@@ -97,7 +103,7 @@ def summarise(agents: Sequence[Agent], outcomes: dict[tuple[str, int], Outcome])
         memories = {m.id: m for m in agent.memories}
         for index, question in enumerate(agent.questions):
             outcome = outcomes.get((agent.agent_id, index))
-            if outcome is None:
+            if outcome is None or question.heldout != heldout:
                 continue
             if not question.gold:
                 if outcome.abstained is not None:

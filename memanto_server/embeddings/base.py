@@ -34,6 +34,10 @@ class Embedder(abc.ABC):
         """The vector of one search query."""
         return (await self._embed_queries([text]))[0]
 
+    async def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """The vectors of several search queries, in one call: one row per text."""
+        return await self._embed_queries(texts)
+
     @abc.abstractmethod
     async def _embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 

@@ -20,7 +20,11 @@ already hold word for word (`unheld`): what is left must still be close to the s
 A sentence's confidence is its word evidence, in which the question's names weigh less
 (`names`: they say whom the question is about more than what it asks), fused with that
 meaning (full when it holds every meaningful word); the answer's is that of its surest
-sentence, and below `ANSWER_FLOOR` nothing answers and the answer says so.
+sentence, and below `ANSWER_FLOOR` nothing answers and the answer says so. A sentence
+that lacks the kind of thing an English question's opening words ask for (`asked_for`: a
+number for "how many", a time for "when") has no confidence, however close in meaning;
+one that the whole question is no closer to in meaning than the question's words it holds
+are (`held_words`) is half as sure: it shares the question's subject, not what it asks.
 """
 
 from __future__ import annotations
@@ -45,10 +49,46 @@ WORD_WEIGHT = 0.9
 # For confidence, a name of the question weighs this share of another word as rare: it
 # says what the question is about more than what it asks.
 NAME_WEIGHT = 0.5
+# A sentence that the whole question is no closer to in meaning than the question's own words
+# that it holds are (`held_words`) answers the question's subject, not what it asks ("Jordan's
+# fiancee runs marathons" for "Which marathon is Jordan registered for?"): this share as sure.
+SUBJECT_ONLY_WEIGHT = 0.5
 _LINES = regex.compile(r"\n\s*")
 _STEMMER = snowballstemmer.stemmer("english")
 _WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+(?:['\u2019][\p{L}\p{M}\p{N}]+)*")
 _RUN = regex.compile(f"[{RUN_SCRIPT}]+")
+
+# What kind of thing an English question asks for, when its opening words say so, and what a
+# sentence must hold to give it: a question asking "how many" is not answered by a sentence
+# without a number, nor one asking "when" by a sentence without a time, however close their
+# subjects are in meaning. The wh-phrase must open the question or one of its clauses ("when"
+# inside a clause is a conjunction: "anything to watch for when choosing a hotel?").
+QUANTITY, TIME = "quantity", "time"
+_ASKS = (
+    (QUANTITY, regex.compile(r"(?:^|[;,:]\s*)how\s+(?:many|much|long|often|old|far|fast)\b", regex.IGNORECASE)),
+    (TIME, regex.compile(r"(?:^|[;,:]\s*)(?:when|what\s+time|what\s+date|which\s+(?:day|date))\b", regex.IGNORECASE)),
+)
+_NUMBER_WORDS = (
+    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
+    "seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundreds?|"
+    "thousands?|millions?|billions?|dozens?|half|once|twice|single|double|few|several|couple"
+)
+_TIME_WORDS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december|"
+    "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|monday|tuesday|wednesday|thursday|friday|"
+    "saturday|sunday|weekdays?|weekends?|today|tomorrow|yesterday|tonight|mornings?|afternoons?|"
+    "evenings?|nights?|noon|midday|midnight|daily|weekly|monthly|yearly|annually|quarterly|"
+    "days?|weeks?|months?|years?|quarters?|spring|summer|autumn|fall|winter|now|soon|later|"
+    "before|after|until|since|during|ago|next|last"
+)
+# A sentence holds a number with a digit (in any script) or a number word; a time, with a
+# digit or a word for a date, a day, a part of the day or a season, or a relative one. The
+# lists are broad on purpose ("may", "last"): a wrong match only leaves the rule unused,
+# while a missing word would silence a sentence that answers.
+_HOLDS = {
+    QUANTITY: regex.compile(rf"\p{{Nd}}|\b(?:{_NUMBER_WORDS})\b", regex.IGNORECASE),
+    TIME: regex.compile(rf"\p{{Nd}}|\b(?:{_TIME_WORDS})\b", regex.IGNORECASE),
+}
 
 
 class Source(msgspec.Struct, frozen=True):
@@ -162,6 +202,17 @@ def choose_sentences(
     return chosen
 
 
+def asked_for(question: str) -> str | None:
+    """The kind of thing `question` asks for (QUANTITY, TIME), when its wording says so."""
+    return next((kind for kind, asks in _ASKS if asks.search(question.strip())), None)
+
+
+def gives(kind: str | None, sentence: str) -> bool:
+    """Whether `sentence` holds something of the kind a question asks for (any sentence
+    does when the question's kind is not known)."""
+    return kind is None or _HOLDS[kind].search(sentence) is not None
+
+
 def unheld(question: str, sentence: str) -> str | None:
     """The question without the meaningful words (in scripts without spaces, the
     characters of the character pairs) that `sentence` holds; None when it holds every
@@ -198,11 +249,37 @@ def unheld(question: str, sentence: str) -> str | None:
     return "".join(kept)
 
 
-def confidence(lexical: float, unheld_similarity: float | None, all_held: bool) -> float:
+def held_words(question: str, sentence: str) -> str | None:
+    """The meaningful words of `question` that `sentence` holds, in the question's order;
+    None when it holds none (or the question is in a script without spaces)."""
+    held = stems(sentence)
+    found = [
+        w
+        for w in (m.group() for m in _WORD.finditer(question))
+        if not _RUN.search(w) and w.lower() not in STOP_WORDS and _STEMMER.stemWord(w.lower()) in held
+    ]
+    return " ".join(found) or None
+
+
+def confidence(
+    lexical: float,
+    unheld_similarity: float | None,
+    all_held: bool,
+    gives_asked: bool = True,
+    added: float | None = None,
+) -> float:
     """How surely a sentence answers the question: its word evidence fused with the
-    meaning of what it does not hold word for word (none known without an embedder)."""
+    meaning of what it does not hold word for word (none known without an embedder); none
+    at all when it lacks the kind of thing the question asks for (`asked_for`, `gives`).
+    `added`: how much closer in meaning the whole question is to the sentence than the
+    question's words it holds are (cosine less cosine; None when unknown or none held)."""
+    if not gives_asked:
+        return 0.0
     meaning = SEMANTIC_CEILING if all_held else semantic_evidence(unheld_similarity)
-    return round(fuse(WORD_WEIGHT * lexical, meaning), 4)
+    sure = fuse(WORD_WEIGHT * lexical, meaning)
+    if added is not None and added <= 0:
+        sure *= SUBJECT_ONLY_WEIGHT
+    return round(sure, 4)
 
 
 def judge(extracts: Sequence[Extract], confidences: Sequence[float]) -> Answer:
@@ -222,15 +299,31 @@ def extract_answer(
     similarities: Sequence[float] | None,
     unheld_similarities: Sequence[float | None] | None = None,
     max_sentences: int = 3,
+    held_similarities: Sequence[float | None] | None = None,
 ) -> Answer:
     """The answer to `question` from `sentences`: `choose_sentences`, then `judge` with
     each chosen sentence's `confidence`. `unheld_similarities` are, for each chosen
     sentence, the cosine similarity of `unheld(question, sentence)` to it (None for one
-    that holds every word, or without an embedder)."""
+    that holds every word, or without an embedder); `held_similarities`, the cosine
+    similarity of `held_words(question, sentence)` to it (None for one that holds none)."""
     chosen = choose_sentences(question, sources, sentences, similarities, max_sentences)
     known = unheld_similarities if unheld_similarities is not None else [None] * len(chosen)
+    held = held_similarities if held_similarities is not None else [None] * len(chosen)
+    whole = {s.text: similarity for s, similarity in zip(sentences, similarities or [], strict=False)}
+    kind = asked_for(question)
     confidences = [
-        confidence(e.lexical, similarity, unheld(question, e.sentence) is None)
-        for e, similarity in zip(chosen, known, strict=True)
+        confidence(
+            e.lexical,
+            similarity,
+            unheld(question, e.sentence) is None,
+            gives(kind, e.sentence),
+            added_meaning(whole.get(e.sentence), part),
+        )
+        for e, similarity, part in zip(chosen, known, held, strict=True)
     ]
     return judge(chosen, confidences)
+
+
+def added_meaning(whole: float | None, held: float | None) -> float | None:
+    """How much closer the whole question is to a sentence than its held words are."""
+    return None if whole is None or held is None else whole - held

@@ -44,6 +44,22 @@ class EmbeddingSemantic:
             self._queries.move_to_end(text)
         return vector
 
+    async def _query_vectors(self, texts: list[str]) -> list[np.ndarray]:
+        """The vectors of several queries: those not cached embedded together, in one call."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._queries]
+        if missing:
+            try:
+                vectors = await self._embedder.embed_queries(missing)
+            except EmbedderError as exc:
+                raise SemanticUnavailable(str(exc)) from exc
+            for text, vector in zip(missing, vectors, strict=True):
+                self._queries[text] = vector
+                if len(self._queries) > QUERY_CACHE_SIZE:
+                    self._queries.popitem(last=False)
+        found = [self._queries.get(t) for t in texts]
+        # A cache smaller than one call's queries drops some of them: embed those one by one.
+        return [v if v is not None else await self._query_vector(t) for v, t in zip(found, texts, strict=True)]
+
     async def nearest(
         self, owner_id: str, agent_id: str, query: str, filters: MemoryFilters, limit: int
     ) -> list[tuple[MemoryRow, float]]:
@@ -65,7 +81,7 @@ class EmbeddingSemantic:
         """Cosine similarity of each (query, text) pair: the query embedded as a query."""
         if not pairs:
             return []
-        queries = [await self._query_vector(query) for query, _ in pairs]
+        queries = await self._query_vectors([query for query, _ in pairs])
         try:
             documents = await self._embedder.embed_documents([text for _, text in pairs])
         except EmbedderError as exc:

@@ -28,8 +28,12 @@ from memanto_server.limits import MAX_METADATA_BYTES
 from memanto_server.memories.answer import (
     Extract,
     Source,
+    added_meaning,
+    asked_for,
     choose_sentences,
     confidence,
+    gives,
+    held_words,
     judge,
     sentences_of,
     stems,
@@ -410,7 +414,8 @@ class MemoryService:
             with contextlib.suppress(SemanticUnavailable):
                 similarities = await self._semantic.similarities(request.question, [s.text for s in sentences])
         chosen = await asyncio.to_thread(choose_sentences, request.question, sources, sentences, similarities)
-        said = judge(chosen, await self._confidences(request.question, chosen, similarities is not None))
+        whole = dict(zip((s.text for s in sentences), similarities, strict=True)) if similarities else None
+        said = judge(chosen, await self._confidences(request.question, chosen, whole))
         used = list(dict.fromkeys(e.memory_id for e in said.extracts))
         by_id = {r.memory_id: r for r in top}
         state = await self._sessions.touch(claims, retrieved=len(used))
@@ -425,19 +430,32 @@ class MemoryService:
         )
         return result, state.expires_ms
 
-    async def _confidences(self, question: str, chosen: list[Extract], by_meaning: bool) -> list[float]:
+    async def _confidences(self, question: str, chosen: list[Extract], whole: dict[str, float] | None) -> list[float]:
         """How surely each chosen sentence answers `question` (answer.py): by meaning too when
-        the sentences were compared with the question in meaning."""
+        the sentences were compared with the question in meaning (`whole`: each sentence's
+        cosine similarity to the question)."""
         leftovers = [unheld(question, e.sentence) for e in chosen]
-        asked = [(left, e.sentence) for left, e in zip(leftovers, chosen, strict=True) if left is not None]
+        holds = [held_words(question, e.sentence) for e in chosen]
+        kind = asked_for(question)
+        # Both kinds of part, measured in one call: what each sentence leaves out, and what it holds.
+        pairs = [(part, e.sentence) for parts in (leftovers, holds) for part, e in zip(parts, chosen, strict=True)]
+        asked = [(part, sentence) for part, sentence in pairs if part is not None]
         measured: list[float] = []
-        if by_meaning and asked and self._semantic is not None:
+        if whole is not None and asked and self._semantic is not None:
             with contextlib.suppress(SemanticUnavailable):
                 measured = await self._semantic.pair_similarities(asked)
-        found = iter(measured) if measured else None
+        found = iter(measured)
+        known = [next(found) if measured and part is not None else None for part, _ in pairs]
+        unheld_similarity, held_similarity = known[: len(chosen)], known[len(chosen) :]
         return [
-            confidence(e.lexical, next(found) if found is not None and left is not None else None, left is None)
-            for left, e in zip(leftovers, chosen, strict=True)
+            confidence(
+                e.lexical,
+                unheld_similarity[i],
+                leftovers[i] is None,
+                gives(kind, e.sentence),
+                added_meaning(whole.get(e.sentence) if whole else None, held_similarity[i]),
+            )
+            for i, e in enumerate(chosen)
         ]
 
     async def list(

@@ -25,6 +25,8 @@ class CountingEmbedder(Embedder):
         self.dimension = self._inner.dimension
         self.documents: collections.Counter[str] = collections.Counter()
         self.calls = 0
+        self.queries: collections.Counter[str] = collections.Counter()
+        self.query_calls = 0
 
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += 1
@@ -32,6 +34,8 @@ class CountingEmbedder(Embedder):
         return await self._inner.embed_documents(texts)
 
     async def _embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.query_calls += 1
+        self.queries.update(texts)
         return await self._inner._embed_queries(texts)
 
 

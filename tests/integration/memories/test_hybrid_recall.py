@@ -275,3 +275,64 @@ async def test_an_update_lifts_only_above_the_fact_it_replaces(
     assert ids_of(found)[0] == contact
     found = await recall(semantic_client, live, body={"query": "季度会议是什么时候？"})
     assert ids_of(found)[0] == moved
+
+
+SALES = [
+    "Sunrise Dairy runs plants across the state and had compressor failures last summer.",
+    "Globex agreed to a surface-only trial at their crushing plant.",
+    "Karen Liu likes short video calls on Thursday afternoons.",
+    "Umbrella Chemicals needs on-premise data storage for its analytics.",
+    "The demo kit is kept in the Chicago office, shelf B.",
+]
+
+
+async def test_a_memory_without_the_number_or_time_asked_for_does_not_answer(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in SALES])
+    await wait_embedded(semantic_settings.database_url, count=len(SALES))
+    # Each question's subject is stored, but not the number or the time it asks for.
+    for question in ("How many plants does Sunrise Dairy run?", "When does the Globex trial end?"):
+        said = await answer(semantic_client, live, question)
+        assert said["answer"] == "No stored memory answers this question.", question
+        assert said["sources"] == []
+    # Stored with them, they answer.
+    await batch(
+        semantic_client,
+        live,
+        [
+            {"content": "Sunrise Dairy runs 6 plants."},
+            {"content": "The Globex trial ends on 30 June, when ATEX certification is due."},
+        ],
+    )
+    await wait_embedded(semantic_settings.database_url, count=len(SALES) + 2)
+    said = await answer(semantic_client, live, "How many plants does Sunrise Dairy run?")
+    assert "6 plants" in said["answer"]
+    said = await answer(semantic_client, live, "When does the Globex trial end?")
+    assert "30 June" in said["answer"]
+
+
+DEVOPS = [
+    "The production database runs PostgreSQL 13 on a db.r5.2xlarge instance.",
+    "Session cache is a three-node ElastiCache Redis 7 cluster.",
+    "CI runs on GitHub Actions with self-hosted runners.",
+    "DNS is hosted on Cloudflare; the zone is managed by Terraform.",
+    "Application logs are kept 14 days in Loki.",
+    "No production deploys on Fridays; database migrations run on Tuesdays.",
+]
+
+
+async def test_a_memory_that_holds_the_words_of_a_question_but_not_what_it_asks_does_not_answer(
+    semantic_client: Any, semantic_owner: OwnerKey, semantic_settings: Settings
+) -> None:
+    live = await start(semantic_client, semantic_owner)
+    await batch(semantic_client, live, [{"content": c} for c in DEVOPS])
+    await wait_embedded(semantic_settings.database_url, count=len(DEVOPS))
+    # The memory holds "production database", and the whole question is no closer to it.
+    said = await answer(semantic_client, live, "What is the root password of the production database?")
+    assert said["answer"] == "No stored memory answers this question."
+    assert said["sources"] == []
+    said = await answer(semantic_client, live, "Which Postgres version does the production database run?")
+    assert said["answer"].startswith("The production database runs PostgreSQL 13")
+    assert said["confidence"] >= ANSWER_FLOOR

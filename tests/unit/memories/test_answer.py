@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from memanto_server.memories.answer import (
     ANSWER_FLOOR,
+    QUANTITY,
+    TIME,
     Source,
+    asked_for,
     confidence,
     extract_answer,
+    gives,
+    held_words,
     lexical_scores,
     names,
     sentences_of,
@@ -111,3 +116,91 @@ def test_nothing_to_say_without_sources() -> None:
 def test_a_title_is_a_sentence_of_its_memory() -> None:
     sources = [source("a", "Stored under Northwind/DPA-2026.pdf.", title="Signed DPA")]
     assert [s.text for s in sentences_of(sources)] == ["Signed DPA", "Stored under Northwind/DPA-2026.pdf."]
+
+
+def test_the_kind_of_thing_a_question_asks_for() -> None:
+    assert asked_for("How many sensors did Sunrise Dairy order?") == QUANTITY
+    assert asked_for("how much does the car rental cost") == QUANTITY
+    assert asked_for("How long do we keep database snapshots?") == QUANTITY
+    assert asked_for("When is the next penetration test?") == TIME
+    assert asked_for("What time does Alex's shift start?") == TIME
+    assert asked_for("A direct debit bounced; when do I call billing?") == TIME  # it opens a clause
+    # Inside a clause "when" is a conjunction, not what is asked.
+    assert asked_for("Is there anything to watch out for when choosing a bathhouse?") is None
+    assert asked_for("How do we stop certificates from lapsing?") is None
+    assert asked_for("Which CDN do we use?") is None
+    assert asked_for("季度会议是什么时候") is None  # English wording only
+
+
+def test_what_a_sentence_must_hold_to_give_the_kind_asked_for() -> None:
+    assert gives(QUANTITY, "Sunrise Dairy runs 6 plants.")
+    assert gives(QUANTITY, "Jordan agreed to limit beer to two evenings a week.")
+    assert gives(QUANTITY, "दिवाली पर गोदाम ५ दिन बंद रहेगा।")  # a digit of another script
+    assert not gives(QUANTITY, "Umbrella Chemicals needs on-premise data storage.")
+    assert gives(TIME, "The quarterly review moved to Thursday afternoon.")
+    assert gives(TIME, "Recycling bins go out on Monday night.")
+    assert gives(TIME, "Tickets are booked for 5 April at 11:00.")
+    assert not gives(TIME, "Globex agreed to a surface-only trial at their crushing plant.")
+    assert gives(None, "Anything at all.")  # nothing known of what is asked: any sentence
+
+
+def test_a_sentence_without_the_kind_of_thing_asked_for_does_not_answer() -> None:
+    # It holds every word of the question, yet no number: it cannot say how many.
+    sources = [source("a", "Sunrise Dairy ordered sensors for its plants after the compressor failures.", 0.9)]
+    question = "How many sensors did Sunrise Dairy order?"
+    said = extract_answer(question, sources, sentences_of(sources), [0.7])
+    assert said.extracts == []
+    assert said.confidence < ANSWER_FLOOR
+    # The same memory with the number answers, as surely as a sentence holding every word.
+    sources = [source("a", "Sunrise Dairy ordered 40 sensors for its plants after the compressor failures.", 0.9)]
+    said = extract_answer(question, sources, sentences_of(sources), [0.7])
+    assert [e.sentence for e in said.extracts] == [sources[0].content]
+    assert said.confidence >= STRONG
+    assert confidence(1.0, None, all_held=True, gives_asked=False) == 0.0
+
+
+def test_when_is_answered_by_a_sentence_with_a_time_only() -> None:
+    sources = [source("a", "Globex agreed to a surface-only trial at their crushing plant. Karen likes calls.")]
+    sentences = sentences_of(sources)
+    assert extract_answer("When does the Globex trial end?", sources, sentences, [0.6, 0.1], [0.4]).extracts == []
+    sources = [source("a", "The Globex trial at their crushing plant ends on 30 June. Karen likes calls.")]
+    sentences = sentences_of(sources)
+    said = extract_answer("When does the Globex trial end?", sources, sentences, [0.6, 0.1], [0.4])
+    assert [e.sentence for e in said.extracts] == ["The Globex trial at their crushing plant ends on 30 June."]
+
+
+def test_the_words_of_a_question_a_sentence_holds() -> None:
+    sentence = "Jordan's fiancée Ruth runs marathons and joins the Sunday long walks."
+    assert held_words("Which marathon is Jordan registered for?", sentence) == "marathon Jordan"
+    assert held_words("What is the capital of Mongolia?", sentence) is None
+    assert held_words("王先生的生日是哪天", "王先生喜欢微信") is None  # words of scripts without spaces: none
+
+
+def test_a_sentence_the_question_adds_nothing_to_answers_only_its_subject() -> None:
+    sources = [
+        source("a", "The production database runs PostgreSQL 13 on a db.r5.2xlarge instance.", 0.9),
+        source("b", "No production deploys on Fridays; database migrations run on Tuesdays.", 0.5),
+    ]
+    sentences = sentences_of(sources)
+    question = "What is the root password of the production database?"
+    # The whole question is no closer to either sentence (0.435, 0.3) than the words each
+    # holds, "production database", are (0.476, 0.45): it asks for something they lack.
+    said = extract_answer(question, sources, sentences, [0.435, 0.3], [0.13, 0.1], 3, [0.476, 0.45])
+    assert said.extracts == []
+    assert said.confidence < ANSWER_FLOOR
+    # Without that comparison their words alone would answer.
+    assert extract_answer(question, sources, sentences, [0.435, 0.3], [0.13, 0.1]).extracts
+    # Closer as a whole (0.76) than by its held words (0.534): the rest of it is in the sentence.
+    said = extract_answer(
+        "Which Postgres version does the production database run?",
+        sources[:1],
+        sentences[:1],
+        [0.76],
+        [0.52],
+        3,
+        [0.534],
+    )
+    assert [e.sentence for e in said.extracts] == [sources[0].content]
+    assert said.confidence >= ANSWER_FLOOR
+    assert confidence(0.5, 0.3, all_held=False, added=-0.01) == round(confidence(0.5, 0.3, all_held=False) / 2, 4)
+    assert confidence(0.5, 0.3, all_held=False, added=0.01) == confidence(0.5, 0.3, all_held=False)
