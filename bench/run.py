@@ -24,7 +24,7 @@ configuration; `redis-benchmark` and a `pgbench` insert script give the backends
 limits. Writes the report (machine, versions, commands, tables) into `--output`, between the
 markers of `bench/report.py` when the file has them (other sections are kept).
 
-`--quick` (the smoke test): 2 s per route, one run, only health/live, session/current and
+`--quick` (the smoke test): 1 s per route, one run, only health/live, session/current and
 remember, no 256-connection, paced or live-sessions measurement, no Litestar or backend
 baselines.
 """
@@ -618,7 +618,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--runs", type=int, default=3, help="runs; the report gives medians (default 3)")
     parser.add_argument("--pgbench-duration", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="smoke mode: 2 s, one run, three routes, no baselines")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: 1 s, one run, three routes, no baselines")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument(
         "--configs",
@@ -646,7 +646,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.command_line = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     args.command_line = args.command_line.strip()
     if args.quick:
-        args.duration, args.runs = 2, 1
+        args.duration, args.runs = 1, 1
     return args
 
 

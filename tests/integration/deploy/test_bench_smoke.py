@@ -1,6 +1,6 @@
 """The wrk harness's quick mode (`python -m bench.run --quick`): it runs and it reports.
 
-About 2 s per route, one run, only /health/live, /session/current and remember. Skipped where
+About 1 s per route, one run, only /health/live, /session/current and remember. Skipped where
 `wrk` or `taskset` is not installed (wrk is a Debian package, not a Python one).
 """
 
