@@ -241,3 +241,22 @@ def running_server(
         yield server.base_url
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def running_servers(env: dict[str, str], count: int) -> Iterator[list[str]]:
+    """`count` server processes on one environment, started side by side (each start is mostly
+    imports: waiting for one before starting the next only adds up their start-up times)."""
+    servers = [ServerProcess(env) for _ in range(count)]
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready()
+        yield [server.base_url for server in servers]
+    finally:
+        for server in servers:  # all told at once, so that they stop side by side too
+            if server.process is not None and server.process.poll() is None:
+                server.terminate()
+        for server in servers:
+            server.stop()

@@ -18,9 +18,7 @@ from typing import Any
 
 import pytest
 
-from memanto_server.settings import Settings
 from tests.helpers.owners import OwnerKey
-from tests.helpers.processes import running_server, settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -56,16 +54,13 @@ def matches_the_query(memory: dict[str, Any]) -> bool:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 async def test_the_readme_walkthroughs_run_and_the_paging_example_pages(
-    settings: Settings, owner: OwnerKey, tmp_path: Path
+    server_url: str, owner: OwnerKey, tmp_path: Path
 ) -> None:
     (tmp_path / ".memanto-dev").mkdir()
     (tmp_path / ".memanto-dev" / "api_key").write_text(f"{owner.key}\n")
-    with running_server(settings_env(settings)) as base_url:
-        script = "set -euo pipefail\n" + "\n".join(walkthrough_blocks())
-        script = script.replace("http://127.0.0.1:8000", base_url)
-        run = subprocess.run(
-            ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-        )
+    script = "set -euo pipefail\n" + "\n".join(walkthrough_blocks())
+    script = script.replace("http://127.0.0.1:8000", server_url)
+    run = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     documents = json_documents(run.stdout)
     problems = [d for d in documents if isinstance(d, dict) and "code" in d and "status" in d]

@@ -19,10 +19,8 @@ import asyncpg
 import httpx
 import pytest
 
-from memanto_server.settings import Settings
 from tests.helpers.http import API, assert_problem, parse_z
 from tests.helpers.owners import Live, OwnerKey, start, unique_agent
-from tests.helpers.processes import running_server, settings_env
 
 MakeOwner = Callable[..., Awaitable[OwnerKey]]
 Params = dict[str, Any] | list[tuple[str, Any]]
@@ -257,35 +255,34 @@ async def test_idempotency_key_is_per_owner(client: Any, make_owner: MakeOwner, 
 
 @pytest.mark.slow
 async def test_fifty_concurrent_requests_with_one_key_store_one_memory(
-    settings: Settings, owner: OwnerKey, db: asyncpg.Connection[Any]
+    server_url: str, owner: OwnerKey, db: asyncpg.Connection[Any]
 ) -> None:
     agent = unique_agent("idem")
-    with running_server(settings_env(settings), workers=2) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            live = await start(http, owner, agent)
-            headers = {**live.headers, "Idempotency-Key": f"burst-{uuid.uuid4()}"}
+    async with httpx.AsyncClient(base_url=server_url, timeout=30) as http:
+        live = await start(http, owner, agent)
+        headers = {**live.headers, "Idempotency-Key": f"burst-{uuid.uuid4()}"}
 
-            async def send() -> httpx.Response:  # fifty retries of one request
-                return await http.post(
-                    f"{API}/agents/{agent}/remember", json={"content": "burst note", "tags": ["burst"]}, headers=headers
-                )
-
-            responses = await asyncio.gather(*(send() for _ in range(50)))
-            statuses = [r.status_code for r in responses]
-            assert statuses == [201] * 50, [r.text for r in responses if r.status_code != 201][:3]
-            memory_ids = {r.json()["memory_id"] for r in responses}
-            assert len(memory_ids) == 1
-            replayed = [r.headers.get("Idempotent-Replayed") == "true" for r in responses]
-            assert replayed.count(False) == 1
-            assert replayed.count(True) == 49
-
-            rows = await db.fetch(
-                "SELECT memory_id FROM memories WHERE owner_id = $1 AND agent_id = $2",
-                uuid.UUID(owner.owner_id),
-                agent,
+        async def send() -> httpx.Response:  # fifty retries of one request
+            return await http.post(
+                f"{API}/agents/{agent}/remember", json={"content": "burst note", "tags": ["burst"]}, headers=headers
             )
-            assert [str(r["memory_id"]) for r in rows] == list(memory_ids)
-            assert await counters(http, live) == (1, 0)
+
+        responses = await asyncio.gather(*(send() for _ in range(50)))
+        statuses = [r.status_code for r in responses]
+        assert statuses == [201] * 50, [r.text for r in responses if r.status_code != 201][:3]
+        memory_ids = {r.json()["memory_id"] for r in responses}
+        assert len(memory_ids) == 1
+        replayed = [r.headers.get("Idempotent-Replayed") == "true" for r in responses]
+        assert replayed.count(False) == 1
+        assert replayed.count(True) == 49
+
+        rows = await db.fetch(
+            "SELECT memory_id FROM memories WHERE owner_id = $1 AND agent_id = $2",
+            uuid.UUID(owner.owner_id),
+            agent,
+        )
+        assert [str(r["memory_id"]) for r in rows] == list(memory_ids)
+        assert await counters(http, live) == (1, 0)
 
 
 async def test_idempotency_key_longer_than_200_characters_is_422(

@@ -24,7 +24,14 @@ import redis.asyncio
 from memanto_server.settings import Settings
 from tests.helpers.http import API, activate, assert_problem, assert_unavailable, token_headers
 from tests.helpers.owners import OwnerKey, unique_agent
-from tests.helpers.processes import free_port, private_redis, revoke_with_cli, running_server, settings_env
+from tests.helpers.processes import (
+    free_port,
+    private_redis,
+    revoke_with_cli,
+    running_server,
+    running_servers,
+    settings_env,
+)
 from tests.helpers.sessions import assert_concurrent_extends_add_up
 
 pytestmark = pytest.mark.slow
@@ -42,7 +49,7 @@ def two_workers(server_url: str) -> str:
 def two_instances(settings: Settings) -> Iterator[tuple[str, str]]:
     """Two independent server processes on two ports (one worker each)."""
     env = settings_env(settings)
-    with running_server(env) as first, running_server(env) as second:
+    with running_servers(env, 2) as (first, second):
         yield first, second
 
 

@@ -16,7 +16,7 @@ from memanto_server.ops.ratelimit import BYPASS_SECONDS
 from memanto_server.settings import Settings
 from tests.helpers.http import API, activate, assert_problem, token_headers
 from tests.helpers.owners import OwnerKey, unique_agent
-from tests.helpers.processes import free_port, private_redis, running_server, settings_env
+from tests.helpers.processes import free_port, private_redis, running_servers, settings_env
 
 LIMIT = 5
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
@@ -129,7 +129,7 @@ async def test_a_limiter_outage_lets_requests_through(settings: Settings, owner:
 @pytest.mark.slow
 async def test_the_limit_is_shared_by_two_server_processes(settings: Settings, owner: OwnerKey) -> None:
     env = settings_env(settings) | {"MEMANTO_RATE_LIMIT": f"{LIMIT}/minute"}
-    with running_server(env) as first, running_server(env) as second:
+    with running_servers(env, 2) as (first, second):
         async with httpx.AsyncClient(timeout=15) as http:
             statuses = []
             for index in range(LIMIT + 1):

@@ -17,7 +17,7 @@ from memanto_server.main import create_app
 from memanto_server.settings import Settings
 from tests.helpers.http import API, activate, assert_problem, token_headers
 from tests.helpers.owners import OwnerKey, unique_agent
-from tests.helpers.processes import running_server, settings_env
+from tests.helpers.processes import running_servers, settings_env
 
 ONE_SECOND = 1 / 3600  # in hours
 
@@ -188,7 +188,7 @@ async def test_each_expiry_is_recorded_exactly_once_by_several_instances(
     env = settings_env(msgspec.structs.replace(settings, sweep_interval_seconds=0.3))
     agents = [unique_agent("exp") for _ in range(12)]
     try:
-        with running_server(env) as a, running_server(env) as b, running_server(env) as c:
+        with running_servers(env, 3) as (a, b, c):
             async with httpx.AsyncClient(timeout=15) as http:
                 sessions = {}
                 for i, agent in enumerate(agents):
