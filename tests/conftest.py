@@ -4,6 +4,8 @@ Fixtures live in `tests/fixtures/` by kind and are shared through `pytest_plugin
 plain helpers live in `tests/helpers/` by purpose.
 """
 
+import pytest
+
 pytest_plugins = [
     "tests.fixtures.backends",
     "tests.fixtures.app",
@@ -11,3 +13,11 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.memanto_package",
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests (servers, processes, faults) first: `make test` hands whole files to
+    its workers in this order, and a long file handed out last would keep one worker busy after
+    the others are done; the many short files fill in at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file's order is kept

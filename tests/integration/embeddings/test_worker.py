@@ -161,6 +161,7 @@ async def _backlog_metric(client: Any, wanted: Any, timeout: float = 10) -> floa
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_a_memory_is_found_by_text_at_once_and_by_meaning_soon_after(
     conn: asyncpg.Connection[Any], semantic_settings: Settings
 ) -> None:
@@ -194,6 +195,7 @@ async def test_a_memory_is_found_by_text_at_once_and_by_meaning_soon_after(
             assert found[0].score > 0.3
 
 
+@pytest.mark.slow
 async def test_the_worker_runs_as_a_process_of_its_own_and_stops_on_sigterm(
     conn: asyncpg.Connection[Any], semantic_settings: Settings
 ) -> None:
