@@ -15,7 +15,11 @@ Weights stored in int8 (int8 tensors cast to float and scaled per column before 
 are computed in int8 too: at load, each such MatMul becomes ONNX Runtime's
 `DynamicQuantizeMatMul` (activations quantised on the fly, integer kernels: VNNI where the CPU
 has it), much faster than the float MatMuls ONNX Runtime would otherwise run, for nearly the
-same vectors (bench/README.md, "Recall by meaning").
+same vectors (bench/README.md, "Recall by meaning"). The rewritten model is kept in a cache
+folder (`$XDG_CACHE_HOME/memanto-server`, else `~/.cache/memanto-server`), named by the hash of
+the original: rewriting needs the `onnx` package, whose import alone takes about a second, and
+every process that loads the model (each server worker, `memanto-server worker`, `reembed`)
+would pay it again. Where the folder cannot be written, the model is rewritten in memory.
 
 Work runs in threads of the embedder's own (ONNX Runtime releases the GIL while it computes):
 one for the worker's documents and one for recall's queries, so that a query never waits
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib.util
 import os
 import threading
@@ -113,7 +118,7 @@ class OnnxEmbedder(Embedder):
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            model, _ = int8_matmuls(files.model.read_bytes())
+            model = rewritten(files.model)
             self._session = onnxruntime.InferenceSession(
                 model, sess_options=options, providers=["CPUExecutionProvider"]
             )
@@ -189,6 +194,22 @@ def load_local(model_dir: str = "", threads: int = 1) -> OnnxEmbedder:
             files = model_in_folder(Path(model_dir)) if model_dir else bundled_model()
             _loaded[key] = OnnxEmbedder(files, threads=threads)
         return _loaded[key]
+
+
+def rewritten(model: Path) -> bytes:
+    """`int8_matmuls` of the model file, from the cache folder when an earlier load left it there."""
+    original = model.read_bytes()
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "memanto-server"
+    cached = root / f"{hashlib.sha256(original).hexdigest()}.int8-matmuls.onnx"
+    with contextlib.suppress(OSError):
+        return cached.read_bytes()
+    result, _ = int8_matmuls(original)
+    with contextlib.suppress(OSError):
+        root.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        partial.write_bytes(result)
+        partial.replace(cached)  # whole or absent, for every other process loading it meanwhile
+    return result
 
 
 def int8_matmuls(model: bytes) -> tuple[bytes, int]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -25,6 +28,31 @@ def test_the_bundled_model_embeds_meaning_in_384_unit_length_dimensions() -> Non
     query = model.embed_sync(["How should we contact the client?"])[0]
     assert np.allclose(np.linalg.norm(memories, axis=1), 1.0, atol=1e-5)
     assert float(memories[0] @ query) > float(memories[1] @ query) + 0.1
+
+
+LOAD_AND_EMBED = """
+import sys
+from memanto_server.embeddings.local import load_local
+vector = load_local().embed_sync(["The customer prefers email"])[0]
+print("onnx" in sys.modules, *(f"{x:.6f}" for x in vector[:16]))
+"""
+
+
+def test_the_rewritten_model_is_cached_so_a_later_process_loads_it_without_onnx(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+
+    def load() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", LOAD_AND_EMBED], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    first, second = load(), load()
+    assert first[0] == "True"  # rewritten here, with the onnx package
+    assert second[0] == "False"  # read from the cache folder
+    assert first[1:] == second[1:]
+    assert [p.suffix for p in (tmp_path / "memanto-server").iterdir()] == [".onnx"]  # no partial file left
 
 
 def test_int8_matmuls_change_the_graph_and_keep_the_vectors() -> None:
