@@ -36,7 +36,6 @@ EPHEMERAL_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
-    "max_connections": "200",
 }
 
 
@@ -253,12 +252,12 @@ class LocalPostgres:
 
 
 @contextlib.contextmanager
-def throwaway_server(parent: Path | None = None) -> Iterator[LocalPostgres]:
+def throwaway_server(parent: Path | None = None, *, max_connections: int = 200) -> Iterator[LocalPostgres]:
     """A fresh server in a temporary folder, stopped and removed on the way out."""
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="memanto-pg-", dir=parent))
-    server = LocalPostgres(root, settings=EPHEMERAL_SETTINGS)
+    server = LocalPostgres(root, settings=EPHEMERAL_SETTINGS | {"max_connections": str(max_connections)})
     try:
         server.start()
         yield server

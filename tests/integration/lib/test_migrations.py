@@ -94,7 +94,9 @@ async def test_writes_go_on_while_a_concurrent_index_is_built(tmp_path: Path, ne
         await reader.start()
         await holder.fetchval("SELECT count(*) FROM items")  # takes the snapshot the build waits for
         build = asyncio.create_task(migrate(url, directory))
-        await _wait_for(url, "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_create_index)")
+        await _wait_for(
+            url, "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_create_index WHERE datname = current_database())"
+        )
         # The build is under way and waiting: writes are not blocked by it.
         await asyncio.wait_for(writer.execute("INSERT INTO items VALUES (100001, 'written during the build')"), 5)
         await asyncio.wait_for(writer.execute("UPDATE items SET body = 'changed' WHERE id = 1"), 5)
