@@ -41,12 +41,12 @@ run: install
 		exec $(BIN)/memanto-server serve --host $(HOST) --port $(PORT)'
 
 # The suite in TEST_WORKERS processes (pytest-xdist), a test file to a worker: a file's
-# module-scoped servers start once. Most tests wait on servers and sockets, so one more worker
-# than cores keeps both busy. `make test TEST_WORKERS=0` runs in one process.
+# module-scoped servers start once. Most tests wait on servers, sockets and timeouts, so twice as
+# many workers as cores keeps both busy. `make test TEST_WORKERS=0` runs in one process.
 # PYTHONDONTWRITEBYTECODE is unset for the run: without cached bytecode every worker compiles
 # (and rewrites the asserts of) every test module, and every server the tests start compiles
 # the package, again.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: install
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

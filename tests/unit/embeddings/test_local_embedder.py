@@ -64,7 +64,9 @@ def test_int8_matmuls_change_the_graph_and_keep_the_vectors() -> None:
 
     import onnxruntime
 
-    reference = onnxruntime.InferenceSession(str(files.model), providers=["CPUExecutionProvider"])
+    one_thread = onnxruntime.SessionOptions()  # ONNX Runtime's threads spin: beside other tests, one is faster
+    one_thread.intra_op_num_threads = 1
+    reference = onnxruntime.InferenceSession(str(files.model), one_thread, providers=["CPUExecutionProvider"])
     tokenizer = load_local()._tokenizer
     encodings = tokenizer.encode_batch(texts)
     ids = np.array([e.ids for e in encodings], dtype=np.int64)
