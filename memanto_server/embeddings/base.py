@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where vectors are handled: a server without an embedder never loads it
+    import numpy as np
 
 
 class EmbedderError(Exception):
@@ -52,6 +54,8 @@ def memory_text(title: str | None, content: str, max_chars: int) -> str:
 
 
 def normalised(vectors: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import asyncpg
 import msgspec
-import numpy as np
 
 from memanto_server.lib.db import Database
 from memanto_server.memories.repository import MemoryRow
 from memanto_server.memories.schemas import MemoryFilters
+
+if TYPE_CHECKING:  # numpy is imported where vectors are handled: a server without an embedder never loads it
+    import numpy as np
 
 # Worker-side limits: a claimed batch is embedded while its rows are held, so it stays small.
 MAX_BATCH = 256
@@ -200,6 +202,8 @@ class Progress(msgspec.Struct, frozen=True):
 
 
 def as_real_array(vector: Sequence[float] | np.ndarray) -> list[float]:
+    import numpy as np
+
     return np.asarray(vector, dtype=np.float32).ravel().tolist()  # type: ignore[no-any-return]
 
 

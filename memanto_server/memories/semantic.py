@@ -8,13 +8,15 @@ and again to compare it with sentences, and agents repeat their questions.
 from __future__ import annotations
 
 from collections import OrderedDict
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from memanto_server.embeddings.base import Embedder, EmbedderError
 from memanto_server.embeddings.repository import EmbeddingRepository
 from memanto_server.memories.repository import MemoryRepository, MemoryRow
 from memanto_server.memories.schemas import MemoryFilters
+
+if TYPE_CHECKING:  # numpy is imported where vectors are handled: a server without an embedder never loads it
+    import numpy as np
 
 QUERY_CACHE_SIZE = 1024
 
@@ -75,6 +77,8 @@ class EmbeddingSemantic:
             documents = await self._embedder.embed_documents(texts)
         except EmbedderError as exc:
             raise SemanticUnavailable(str(exc)) from exc
+        import numpy as np
+
         return [float(x) for x in np.asarray(documents) @ vector]
 
     async def pair_similarities(self, pairs: list[tuple[str, str]]) -> list[float]:
@@ -86,6 +90,8 @@ class EmbeddingSemantic:
             documents = await self._embedder.embed_documents([text for _, text in pairs])
         except EmbedderError as exc:
             raise SemanticUnavailable(str(exc)) from exc
+        import numpy as np
+
         return [float(np.dot(document, query)) for document, query in zip(documents, queries, strict=True)]
 
     async def alike(self, owner_id: str, agent_id: str, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
