@@ -56,3 +56,40 @@ async def test_the_text_search_is_planned_once_and_reads_by_index(conn: asyncpg.
     assert str(owner) not in last.split("Query Text:")[-1].split("\n", 1)[-1]  # a generic plan: no values in it
     assert "Seq Scan on memories" not in last
     assert "Index Scan using memories_pkey" in last  # the memories found, by primary key
+
+
+async def test_a_common_word_is_found_by_walking_the_agents_newest_memories(conn: asyncpg.Connection[Any]) -> None:
+    # The condition that leaves expired memories out was once opaque to the planner, which
+    # guessed it kept half of the rows: a word that every memory holds was then found by reading
+    # them all and sorting, not by reading the newest `depth` along the agent's index.
+    owner = uuid.uuid4()
+    await conn.execute("INSERT INTO owners (owner_id, name) VALUES ($1, 'plans')", owner)
+    await conn.execute("INSERT INTO agents (owner_id, agent_id) VALUES ($1, 'notes')", owner)
+    await conn.execute(
+        """INSERT INTO memories (owner_id, agent_id, session_id, type, content)
+           SELECT $1, 'notes', 's', 'fact', 'Note ' || g || ': the customer asked about billing'
+           FROM generate_series(1, 300) AS g""",
+        owner,
+    )
+    await conn.execute("UPDATE memories SET expired_at = now() - interval '1 day' WHERE content LIKE 'Note 1:%'")
+    await conn.execute("ANALYZE memories")
+    plans: list[str] = []
+    conn.add_log_listener(lambda _conn, message: plans.append(message.message))
+    await conn.execute("LOAD 'auto_explain'")
+    await conn.execute(
+        "SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;"
+        "SET auto_explain.log_level = notice; SET client_min_messages = notice"
+    )
+    rows = await conn.fetch(SEARCH_TEXT, owner, "notes", ["note"], ["word"], "", None, None, None, None, 100, False)
+    assert len(rows) == 100
+    assert rows[0]["population"] == 300
+    holding = [plan for plan in plans if "ORDER BY m.created_at DESC, m.memory_id DESC LIMIT $11" in plan]
+    assert len(holding) == 1
+    assert "Index Scan using memories_agent_created" in holding[0]
+    assert "Sort" not in holding[0].split("Query Parameters:")[-1]
+    # Expired memories are still left out, and found when asked for.
+    no_filter = (None, None, None, None, 400)
+    everything = await conn.fetch(SEARCH_TEXT, owner, "notes", ["note"], ["word"], "", *no_filter, True)
+    assert len(everything) == 300
+    live = await conn.fetch(SEARCH_TEXT, owner, "notes", ["note"], ["word"], "", *no_filter, False)
+    assert len(live) == 299

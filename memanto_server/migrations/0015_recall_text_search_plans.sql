@@ -1,15 +1,56 @@
--- Recall's text candidates (SEARCH_TEXT in memanto_server/memories/repository.py) in one
--- function whose statement is planned once per connection, not at every recall.
+-- Recall's text candidates (SEARCH_TEXT in memanto_server/memories/repository.py): fewer
+-- plans per recall, and plans that walk an agent's memories when a word is common.
+--
+-- memories_holding() (migration 0014) leaves out expired memories with a condition the
+-- planner cannot see into (coalesce(least(expired_at, valid_until) > now(), true)): it
+-- guessed that it keeps half of the rows, so that walking the agent's memories newest first
+-- looked twice as long as it is, and a common word was found by reading every memory that
+-- holds it (or the whole table, while it is small) and sorting them. The same condition,
+-- written with the columns themselves (LEAST skips NULLs: both dates NULL or later than now),
+-- is estimated from their statistics (nearly every memory has neither). Same arguments,
+-- same rows.
+CREATE OR REPLACE FUNCTION memories_holding(owner uuid, agent text, query tsquery, gram text, types text[], tags text[],
+                                 after timestamptz, before timestamptz, excluded tsquery, include_expired boolean,
+                                 depth integer)
+    RETURNS TABLE (memory_id uuid) LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    IF gram IS NULL THEN
+        RETURN QUERY EXECUTE
+            'SELECT m.memory_id FROM memories m
+             WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.search @@ $3
+               AND ($5::text[] IS NULL OR m.type = ANY($5)) AND ($6::text[] IS NULL OR m.tags @> $6)
+               AND ($7::timestamptz IS NULL OR m.created_at > $7) AND ($8::timestamptz IS NULL OR m.created_at < $8)
+               AND ($9::tsquery IS NULL OR NOT m.search @@ $9)
+               AND ($10 OR ((m.expired_at IS NULL OR m.expired_at > now())
+                         AND (m.valid_until IS NULL OR m.valid_until > now())))
+             ORDER BY m.created_at DESC, m.memory_id DESC LIMIT $11'
+            USING owner, agent, query, gram, types, tags, after, before, excluded, include_expired, depth;
+    ELSE
+        RETURN QUERY EXECUTE
+            'SELECT m.memory_id FROM memories m
+             WHERE m.owner_id = $1 AND m.agent_id = $2 AND text_ngrams(coalesce(m.title, '''') || '' '' || m.content) @> ARRAY[$4]
+               AND ($5::text[] IS NULL OR m.type = ANY($5)) AND ($6::text[] IS NULL OR m.tags @> $6)
+               AND ($7::timestamptz IS NULL OR m.created_at > $7) AND ($8::timestamptz IS NULL OR m.created_at < $8)
+               AND ($9::tsquery IS NULL OR NOT m.search @@ $9)
+               AND ($10 OR ((m.expired_at IS NULL OR m.expired_at > now())
+                         AND (m.valid_until IS NULL OR m.valid_until > now())))
+             ORDER BY m.created_at DESC, m.memory_id DESC LIMIT $11'
+            USING owner, agent, query, gram, types, tags, after, before, excluded, include_expired, depth;
+    END IF;
+END $$;
+
+-- The search in one function whose statement is planned once per connection, not at every
+-- recall.
 --
 -- As a statement of its own, the search was planned anew at each call: Postgres keeps a
 -- prepared statement's custom plans while its generic plan looks dearer, and planning it (a
 -- dozen indexes on `memories` to weigh) cost as much CPU as running it for an agent of a
 -- few hundred memories. Here it runs with a generic plan, made once per connection (and
 -- again when the table's statistics change). That plan serves every agent, so nothing in it
--- depends on the agent's size: each term's memories come from memories_holding() (migration
--- 0014), which still plans each call with the term itself (a rare word through the
--- full-text index, a common one by walking the agent's memories), and the memories found
--- are read by primary key, one by one. How many memories the agent has is counted by
+-- depends on the agent's size: each term's memories come from memories_holding() (above),
+-- which still plans each call with the term itself (a rare word through the full-text
+-- index, a common one by walking the agent's memories), and the memories found are read by
+-- primary key, one by one. How many memories the agent has is counted by
 -- SEARCH_TEXT itself, whose plan knows the agent.
 --
 -- Returns one row per memory holding any term: its strength of every term (ts_rank_cd
