@@ -414,16 +414,32 @@ def _activate(client: httpx.Client, key: str, agent: str) -> str:
     return str(response.json()["session_token"])
 
 
-def wait_for_embeddings(client: httpx.Client, timeout: float = 120) -> None:
+def wait_for_embeddings(client: httpx.Client, timeout: float = 120) -> bool:
     """Until the server's embedding backlog (`memanto_embedding_backlog`, where semantic recall
-    exists) is empty, so that recall is measured on embedded memories; at once without it."""
+    exists) is empty, so that recall is measured on embedded memories; at once without it.
+    Whether there was a backlog to wait for."""
     deadline = time.monotonic() + timeout
+    waited = False
     while time.monotonic() < deadline:
         found = re.search(r"^memanto_embedding_backlog(?:\{[^}]*\})? (\S+)$", client.get("/metrics").text, re.M)
         if found is None or float(found.group(1)) == 0:
-            return
+            return waited
+        waited = True
         time.sleep(0.5)
     raise RuntimeError(f"the embedding backlog did not drain in {timeout:.0f} s")
+
+
+def drain_embeddings(bases: list[str], timeout: float = 900) -> None:
+    """Until every server's embedding backlog is empty. `remember`'s runs leave thousands of
+    memories to embed, and each server's worker embeds them in the background: measured then,
+    the next routes would count the worker's CPU (ONNX in the server, the UPDATEs and the
+    vector index in Postgres) as theirs."""
+    waited = False
+    for base in bases:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            waited = wait_for_embeddings(client, timeout) or waited
+    if waited:
+        time.sleep(0.5)  # the writer's last lines (the /metrics requests') are flushed before the run
 
 
 def prepare_memanto(base: str, key: str, run_id: str, *, recall: bool, extend: bool) -> dict[str, dict[str, str]]:
@@ -685,10 +701,12 @@ def measure_routes(
         envs: dict[tuple[str, str], dict[str, str]] = {}
         memanto_routes = [r for r in routes if r.target == "memanto"]
         scripts = {r.script for r in memanto_routes}
+        bases: list[str] = []  # every memanto server of the run
         for config in configs:
             db_url = database_url(f"memanto_bench_load_{run_id}_{config.name}")
             prefix = f"memanto-bench-{run_id}-{config.name}:"
             base = stack.enter_context(memanto(db_url, prefix, config=config, log_dir=log_dir))
+            bases.append(base)
             recall = bool(scripts & {"recall", "recall_text"})
             for script, env in prepare_memanto(base, key, run_id, recall=recall, extend="extend" in scripts).items():
                 urls[config.name, script], envs[config.name, script] = base, env
@@ -710,6 +728,7 @@ def measure_routes(
                 for config in pair:
                     if (config.name, route.script) not in urls:
                         continue
+                    drain_embeddings(bases)
                     env = dict(envs[config.name, route.script])
                     if route.script == "activate":
                         env["BENCH_RUN"] = f"act-{run_id}-{config.name}-{number}"

@@ -132,54 +132,25 @@ WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = ANY($3::text[])
 
 # The memories that hold any term of a recall query (memories/search/grammar.py), with what
 # ranking needs to weigh them (memories/search/ranking.py): for each term, the newest `$10`
-# memories that hold it after the filters (memories_holding(), migration 0014: for a word
-# that many memories hold, its newest ones; for a rarer word, all of them); then for each
-# of those memories the strength of every term in it (ts_rank_cd without normalisation:
-# 1.0 per occurrence in the title, 0.4 per occurrence in the content; 1 or 0 for a
-# character pair), and once, how many memories of the agent hold each term (up to `$10`:
-# the terms' rarity), whether full-text search keeps each term at all (stop words: no),
-# and how many memories the agent has (up to 10,000). Rows only: the page's memories are
-# read by GET_MEMORIES.
+# memories that hold it after the filters (memories_holding(): for a word that many memories
+# hold, its newest ones; for a rarer word, all of them); then for each of those memories the
+# strength of every term in it (ts_rank_cd without normalisation: 1.0 per occurrence in the
+# title, 0.4 per occurrence in the content; 1 or 0 for a character pair), and on every row
+# how many memories of the agent hold each term (up to `$10`: the terms' rarity), whether
+# full-text search keeps each term at all (stop words: no), and how many memories the agent
+# has (up to 10,000). Rows only: the page's memories are read by GET_MEMORIES. All but the
+# count is recall_text_candidates() (migration 0015), planned once per connection.
 #   $1 owner, $2 agent, $3 term texts, $4 term kinds (word, phrase, typo, gram),
 #   $5 excluded words (`a or b`, websearch syntax; '' for none),
 #   $6 types, $7 tags, $8 created after, $9 created before ($6-$9 NULL = no filter),
 #   $10 memories per term, $11 include expired memories (else only those not expired now).
-# A new filter on memories goes into memories_holding().
+# A new filter on memories goes into memories_holding() and recall_text_candidates().
 SEARCH_TEXT = """
-WITH term AS MATERIALIZED (
-    SELECT t.i, t.kind, t.text,
-           CASE WHEN t.kind = 'phrase' THEN phraseto_tsquery('english', t.text)
-                WHEN t.kind <> 'gram' THEN plainto_tsquery('english', t.text) END AS query
-    FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(text, kind, i)
-),
-excluded AS MATERIALIZED (
-    SELECT NULLIF(websearch_to_tsquery('english', $5), ''::tsquery) AS query
-),
-hit AS MATERIALIZED (
-    SELECT term.i, h.memory_id
-    FROM term, excluded,
-         LATERAL memories_holding($1, $2, term.query, CASE WHEN term.kind = 'gram' THEN term.text END,
-                                  $6, $7, $8, $9, excluded.query, $11, $10) AS h
-    WHERE term.kind = 'gram' OR numnode(term.query) > 0
-),
-found AS (
-    SELECT m.memory_id, m.created_at, m.seq,
-           ARRAY(SELECT CASE WHEN term.kind = 'gram'
-                             THEN (term.text = ANY(text_ngrams(coalesce(m.title, '') || ' ' || m.content)))::int::float8
-                             WHEN numnode(term.query) > 0 AND m.search @@ term.query
-                             THEN ts_rank_cd(m.search, term.query, 0)::float8
-                             ELSE 0 END
-                 FROM term ORDER BY term.i) AS strengths
-    FROM memories m
-    WHERE m.owner_id = $1 AND m.agent_id = $2 AND m.memory_id IN (SELECT memory_id FROM hit)
-)
-SELECT found.*,
-       (SELECT array_agg(coalesce(h.n, 0)::int ORDER BY term.i)
-        FROM term LEFT JOIN (SELECT i, count(*) AS n FROM hit GROUP BY i) h USING (i)) AS frequencies,
-       (SELECT array_agg(term.kind = 'gram' OR numnode(term.query) > 0 ORDER BY term.i) FROM term) AS searchable,
+SELECT c.memory_id, c.created_at, c.seq, c.strengths, c.frequencies, c.searchable,
        (SELECT count(*)::int FROM (SELECT 1 FROM memories a WHERE a.owner_id = $1 AND a.agent_id = $2 LIMIT 10000) a)
            AS population
-FROM found
+FROM recall_text_candidates($1, $2, $3::text[], $4::text[], $5, $6::text[], $7::text[], $8::timestamptz,
+                            $9::timestamptz, $10::int, $11::boolean) AS c
 """
 
 # Memories of one agent by id (the rows of a page of recall): $1 owner, $2 agent, $3 ids.
