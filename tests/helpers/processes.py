@@ -255,8 +255,10 @@ def running_servers(env: dict[str, str], count: int) -> Iterator[list[str]]:
             server.wait_ready()
         yield [server.base_url for server in servers]
     finally:
-        for server in servers:  # all told at once, so that they stop side by side too
+        running = [server for server in servers if server.process is not None]
+        for server in running:  # all told at once, so that they stop side by side too
             if server.process is not None and server.process.poll() is None:
                 server.terminate()
-        for server in servers:
-            server.stop()
+        for server in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed, as `stop()` does
+                server.wait()
