@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,6 @@ from tests.helpers.processes import settings_env
 pytestmark = pytest.mark.slow
 
 NEW_MODEL = "other-model"
-
-
-@pytest.fixture
-async def conn(semantic_settings: Settings) -> AsyncIterator[asyncpg.Connection[Any]]:
-    connection = await asyncpg.connect(semantic_settings.database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 @pytest.fixture
@@ -101,10 +91,10 @@ async def recorded(conn: asyncpg.Connection[Any]) -> tuple[str, bool]:
 
 
 async def test_a_model_change_is_refused_at_start_until_reembed(
-    conn: asyncpg.Connection[Any], semantic_settings: Settings, new_settings: Settings
+    fresh_db: asyncpg.Connection[Any], semantic_settings: Settings, new_settings: Settings
 ) -> None:
-    await memories_embedded_with_the_first_model(conn, semantic_settings, 20)
-    assert await recorded(conn) == ("all-MiniLM-L6-v2-int8", True)
+    await memories_embedded_with_the_first_model(fresh_db, semantic_settings, 20)
+    assert await recorded(fresh_db) == ("all-MiniLM-L6-v2-int8", True)
 
     refusal = await refusal_at_start(new_settings)
     assert refusal is not None
@@ -117,20 +107,20 @@ async def test_a_model_change_is_refused_at_start_until_reembed(
     done = cli(new_settings, "reembed")
     assert done.returncode == 0, done.stderr
     assert "re-embedded 20 memories" in done.stdout
-    assert await recorded(conn) == (NEW_MODEL, True)
-    row = await conn.fetchrow("SELECT memory_id, content FROM memories LIMIT 1")
+    assert await recorded(fresh_db) == (NEW_MODEL, True)
+    row = await fresh_db.fetchrow("SELECT memory_id, content FROM memories LIMIT 1")
     expected = load_local(new_settings.embedding_model_dir).embed_sync([row["content"]], "passage: ")[0]
-    assert float(np.dot(await stored_vector(conn, row["memory_id"]), expected)) > 0.98
+    assert float(np.dot(await stored_vector(fresh_db, row["memory_id"]), expected)) > 0.98
 
     assert await refusal_at_start(new_settings) is None
     assert await refusal_at_start(semantic_settings) is not None  # now the old model is the one refused
 
 
 async def test_reembed_resumes_after_an_interruption(
-    conn: asyncpg.Connection[Any], semantic_settings: Settings, new_settings: Settings
+    fresh_db: asyncpg.Connection[Any], semantic_settings: Settings, new_settings: Settings
 ) -> None:
     total = 120
-    await memories_embedded_with_the_first_model(conn, semantic_settings, total)
+    await memories_embedded_with_the_first_model(fresh_db, semantic_settings, total)
     slow = msgspec.structs.replace(new_settings, embedding_batch_size=2)
     run = subprocess.Popen(
         [sys.executable, "-m", "memanto_server.cli.server", "reembed"],
@@ -141,8 +131,8 @@ async def test_reembed_resumes_after_an_interruption(
     try:
         async with asyncio.timeout(60):
             while not (
-                await conn.fetchval("SELECT count(*) FROM embedding_model WHERE model_id = $1", NEW_MODEL)
-                and await conn.fetchval("SELECT count(embedding) FROM memories") >= 24
+                await fresh_db.fetchval("SELECT count(*) FROM embedding_model WHERE model_id = $1", NEW_MODEL)
+                and await fresh_db.fetchval("SELECT count(embedding) FROM memories") >= 24
             ):
                 assert run.poll() is None, "reembed ended before it was interrupted"
                 await asyncio.sleep(0.02)
@@ -152,9 +142,9 @@ async def test_reembed_resumes_after_an_interruption(
         if run.poll() is None:
             run.kill()
             run.wait()
-    kept = await conn.fetchval("SELECT count(embedding) FROM memories")
+    kept = await fresh_db.fetchval("SELECT count(embedding) FROM memories")
     assert 24 <= kept < total
-    assert await recorded(conn) == (NEW_MODEL, False)
+    assert await recorded(fresh_db) == (NEW_MODEL, False)
     refusal = await refusal_at_start(new_settings)
     assert refusal is not None
     assert f"not finished ({kept} of {total} memories)" in refusal
@@ -163,5 +153,5 @@ async def test_reembed_resumes_after_an_interruption(
     assert again.returncode == 0, again.stderr
     done = int(re.search(r"re-embedded (\d+) memories", again.stdout).group(1))  # type: ignore[union-attr]
     assert done == total - kept  # went on from where it stopped
-    assert await recorded(conn) == (NEW_MODEL, True)
-    assert await conn.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL") == 0
+    assert await recorded(fresh_db) == (NEW_MODEL, True)
+    assert await fresh_db.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL") == 0

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
@@ -34,22 +33,13 @@ from tests.helpers.owners import Live, create_owner_key, start
 from tests.helpers.processes import running_server, settings_env
 
 
-@pytest.fixture
-async def conn(fresh_database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    connection = await asyncpg.connect(fresh_database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
 async def test_concurrent_workers_embed_each_memory_exactly_once_while_memories_arrive(
-    conn: asyncpg.Connection[Any], fresh_database_url: str, settings: Settings
+    fresh_db: asyncpg.Connection[Any], fresh_database_url: str, settings: Settings
 ) -> None:
     embedder = CountingEmbedder()
-    await check_model(conn, embedder)  # records the model, as the app does at start-up
-    owner_id = await conn.fetchval("INSERT INTO owners (name) VALUES ('w') RETURNING owner_id::text")
-    await ensure_agent(conn, owner_id, "a")
+    await check_model(fresh_db, embedder)  # records the model, as the app does at start-up
+    owner_id = await fresh_db.fetchval("INSERT INTO owners (name) VALUES ('w') RETURNING owner_id::text")
+    await ensure_agent(fresh_db, owner_id, "a")
     workers = [EmbeddingWorker(fresh_database_url, embedder, batch_size=8, poll_seconds=0.5) for _ in range(3)]
     for worker in workers:
         worker.start()
@@ -71,16 +61,16 @@ async def test_concurrent_workers_embed_each_memory_exactly_once_while_memories_
             await worker.stop()
         await pool.close()
 
-    contents = {r["content"] for r in await conn.fetch("SELECT content FROM memories")}
+    contents = {r["content"] for r in await fresh_db.fetch("SELECT content FROM memories")}
     assert len(contents) == 200
     assert set(embedder.documents) == contents
     assert set(embedder.documents.values()) == {1}, embedder.documents.most_common(3)
-    assert await conn.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL") == 0
+    assert await fresh_db.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL") == 0
     # What was stored is each memory's own embedding (int8 activations are scaled per batch,
     # so a text embedded among others comes out a little different from one embedded alone).
-    row = await conn.fetchrow("SELECT memory_id, content FROM memories LIMIT 1")
+    row = await fresh_db.fetchrow("SELECT memory_id, content FROM memories LIMIT 1")
     expected = (await local_model().embed_documents([row["content"]]))[0]
-    assert float(np.dot(await stored_vector(conn, row["memory_id"]), expected)) > 0.98
+    assert float(np.dot(await stored_vector(fresh_db, row["memory_id"]), expected)) > 0.98
 
 
 async def _live(client: Any, conn: asyncpg.Connection[Any]) -> Live:
@@ -88,11 +78,11 @@ async def _live(client: Any, conn: asyncpg.Connection[Any]) -> Live:
 
 
 async def test_patched_content_is_embedded_again_and_other_changes_keep_the_embedding(
-    conn: asyncpg.Connection[Any], semantic_settings: Settings
+    fresh_db: asyncpg.Connection[Any], semantic_settings: Settings
 ) -> None:
     model = local_model()
     async with AsyncTestClient(app=create_app(semantic_settings)) as client:
-        live = await _live(client, conn)
+        live = await _live(client, fresh_db)
         created = await client.post(
             live.remember_url,
             json={"type": "preference", "content": "Prefers tea in the morning"},
@@ -101,18 +91,18 @@ async def test_patched_content_is_embedded_again_and_other_changes_keep_the_embe
         assert created.status_code == 201, created.text
         memory_id = created.json()["memory_id"]
         await wait_embedded(semantic_settings.database_url, count=1)
-        before = await stored_vector(conn, memory_id)
+        before = await stored_vector(fresh_db, memory_id)
         assert before is not None
 
         url = live.url(f"memories/{memory_id}")
         tagged = await client.patch(url, json={"tags": ["drinks"]}, headers=live.headers)
         assert tagged.status_code == 200, tagged.text
-        assert np.array_equal(await stored_vector(conn, memory_id), before)  # the text did not change
+        assert np.array_equal(await stored_vector(fresh_db, memory_id), before)  # the text did not change
 
         changed = await client.patch(url, json={"content": "Drinks black coffee at breakfast"}, headers=live.headers)
         assert changed.status_code == 200, changed.text
         await wait_embedded(semantic_settings.database_url, count=1)
-        after = await stored_vector(conn, memory_id)
+        after = await stored_vector(fresh_db, memory_id)
         expected = (await model.embed_documents(["Drinks black coffee at breakfast"]))[0]
         assert after is not None
         assert float(np.dot(after, expected)) > 0.999
@@ -120,12 +110,12 @@ async def test_patched_content_is_embedded_again_and_other_changes_keep_the_embe
 
 
 async def test_the_backlog_is_a_metric_and_the_app_stays_ready_while_it_drains(
-    conn: asyncpg.Connection[Any], semantic_settings: Settings
+    fresh_db: asyncpg.Connection[Any], semantic_settings: Settings
 ) -> None:
     # The app's own worker is off: memories wait until a worker of the test's runs.
     app_settings = msgspec.structs.replace(semantic_settings, embedding_worker=False)
     async with AsyncTestClient(app=create_app(app_settings)) as client:
-        live = await _live(client, conn)
+        live = await _live(client, fresh_db)
         items = [{"type": "fact", "content": f"backlog memory number {i}"} for i in range(30)]
         stored = await client.post(live.url("batch-remember"), json={"memories": items}, headers=live.headers)
         assert stored.status_code == 201, stored.text
@@ -140,7 +130,7 @@ async def test_the_backlog_is_a_metric_and_the_app_stays_ready_while_it_drains(
         worker = EmbeddingWorker(app_settings.database_url, CountingEmbedder(), batch_size=4)
         worker.start()
         try:
-            while await conn.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL"):
+            while await fresh_db.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL"):
                 assert (await client.get("/health/ready")).status_code == 200
                 await asyncio.sleep(0.02)
         finally:
@@ -163,14 +153,14 @@ async def _backlog_metric(client: Any, wanted: Any, timeout: float = 10) -> floa
 
 @pytest.mark.slow
 async def test_a_memory_is_found_by_text_at_once_and_by_meaning_soon_after(
-    conn: asyncpg.Connection[Any], semantic_settings: Settings
+    fresh_db: asyncpg.Connection[Any], semantic_settings: Settings
 ) -> None:
     """A real server with its worker: the 201 is not held for the embedding; full text finds
     the memory from the 201, KNN as soon as the worker (woken by NOTIFY) has embedded it."""
     model = local_model()
     with running_server(settings_env(semantic_settings)) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-            live = await _live(client, conn)
+            live = await _live(client, fresh_db)
             content = f"The customer prefers email over phone calls ({uuid4().hex[:6]})"
             created = await client.post(
                 live.remember_url, json={"type": "preference", "content": content}, headers=live.headers
@@ -197,11 +187,11 @@ async def test_a_memory_is_found_by_text_at_once_and_by_meaning_soon_after(
 
 @pytest.mark.slow
 async def test_the_worker_runs_as_a_process_of_its_own_and_stops_on_sigterm(
-    conn: asyncpg.Connection[Any], semantic_settings: Settings
+    fresh_db: asyncpg.Connection[Any], semantic_settings: Settings
 ) -> None:
     """`memanto-server worker`, as its own container would run it, with the app's worker off."""
     env = settings_env(msgspec.structs.replace(semantic_settings, embedding_worker=False))
-    owner = await create_owner_key(conn)
+    owner = await create_owner_key(fresh_db)
     worker = subprocess.Popen(
         [sys.executable, "-m", "memanto_server.cli.server", "worker"],
         env=env,
@@ -211,7 +201,7 @@ async def test_the_worker_runs_as_a_process_of_its_own_and_stops_on_sigterm(
     )
     try:
         for i in range(12):
-            await insert_memory(conn, owner.owner_id, "a", f"stored while the worker runs, number {i}")
+            await insert_memory(fresh_db, owner.owner_id, "a", f"stored while the worker runs, number {i}")
         await wait_embedded(semantic_settings.database_url, count=12)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(20) == 0
