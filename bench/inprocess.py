@@ -2,14 +2,18 @@
 in a way that other processes on the machine do not disturb.
 
     python -m bench.inprocess [--route health_live] [--config production] [--requests 20000] [--no-metrics]
-    python -m bench.inprocess --callgrind [--route health_live] [--config production]
+                              [--worker-apart]
+    python -m bench.inprocess --callgrind [--route health_live] [--config production] [--worker-apart]
 
 Creates a database and a Redis prefix of its own, builds the app (`create_app`, the settings of
 one of bench.run's configurations) and calls it as uvicorn would, one ASGI call per request,
 32 at a time on uvloop, after a warm-up; the app's stderr goes to a scratch file, as a
 container's goes to its log driver. Prints the process's CPU time (every thread: the log
 writer's too) per request. `--no-metrics` removes the request-metrics observer (not a
-configuration users have: it shows what the metrics cost).
+configuration users have: it shows what the metrics cost). `--worker-apart` turns the app's own
+embedding worker off (`MEMANTO_EMBEDDING_WORKER=false`, as when `memanto-server worker` runs in
+a process of its own): what the request path itself costs, without the worker's share of the
+process for the memories that `remember` stores.
 
 `--callgrind` runs the measurement twice under `valgrind --tool=callgrind` (640 and 3,200
 requests) and prints the difference in instructions per request: the same figure whatever else
@@ -103,7 +107,9 @@ class Caller:
         return bytes(answer)
 
 
-async def measure(route: str, requests: int, config: str, no_metrics: bool) -> tuple[float, float, dict[int, int]]:
+async def measure(
+    route: str, requests: int, config: str, no_metrics: bool, worker_apart: bool = False
+) -> tuple[float, float, dict[int, int]]:
     """(CPU µs per request, wall µs per request, statuses) of `requests` requests of `route`."""
     import msgspec
 
@@ -127,6 +133,8 @@ async def measure(route: str, requests: int, config: str, no_metrics: bool) -> t
         "MEMANTO_SECRET_KEY": secrets.token_urlsafe(48),
         **CONFIGS[config].env,
     }
+    if worker_apart:
+        environ["MEMANTO_EMBEDDING_WORKER"] = "false"
     try:
         app = create_app(Settings.from_env(environ))
         if no_metrics:
@@ -165,17 +173,24 @@ def run(args: argparse.Namespace) -> None:
     saved = os.dup(2)
     os.dup2(scratch.fileno(), 2)  # the app's log, as a container's stderr
     try:
-        cpu, wall, statuses = uvloop.run(measure(args.route, args.requests, args.config, args.no_metrics))
+        cpu, wall, statuses = uvloop.run(
+            measure(args.route, args.requests, args.config, args.no_metrics, args.worker_apart)
+        )
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         scratch.close()
         os.unlink(scratch.name)
     print(
-        f"{args.route} ({args.config}{', no metrics' if args.no_metrics else ''}): {cpu:.1f} µs CPU per request, "
-        f"{wall:.1f} µs wall, statuses {statuses}",
+        f"{args.route} ({describe(args)}): {cpu:.1f} µs CPU per request, {wall:.1f} µs wall, statuses {statuses}",
         flush=True,
     )
+
+
+def describe(args: argparse.Namespace) -> str:
+    """The configuration measured, as the output names it."""
+    extras = [name for name, on in (("no metrics", args.no_metrics), ("worker apart", args.worker_apart)) if on]
+    return ", ".join([args.config, *extras])
 
 
 def instructions(args: argparse.Namespace, requests: int) -> int:
@@ -183,6 +198,8 @@ def instructions(args: argparse.Namespace, requests: int) -> int:
     command += ["bench.inprocess", "--route", args.route, "--config", args.config, "--requests", str(requests)]
     if args.no_metrics:
         command.append("--no-metrics")
+    if args.worker_apart:
+        command.append("--worker-apart")
     done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
     collected = re.search(r"Collected : (\d+)", done.stderr)
     if collected is None:
@@ -196,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", choices=list(CONFIGS), default="production")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--no-metrics", action="store_true", help="without the request-metrics observer")
+    parser.add_argument("--worker-apart", action="store_true", help="without the app's own embedding worker")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request, under valgrind")
     args = parser.parse_args(argv)
     if not args.callgrind:
@@ -205,8 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("bench.inprocess: valgrind is not installed (apt-get install valgrind)")
     small, large = 640, 3_200
     per_request = (instructions(args, large) - instructions(args, small)) / (large - small)
-    metrics = ", no metrics" if args.no_metrics else ""
-    print(f"{args.route} ({args.config}{metrics}): {per_request:,.0f} instructions per request (callgrind)")
+    print(f"{args.route} ({describe(args)}): {per_request:,.0f} instructions per request (callgrind)")
 
 
 if __name__ == "__main__":

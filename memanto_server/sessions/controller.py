@@ -16,7 +16,6 @@ from memanto_server.http import (
     BODY_ROUTE,
     KEY_AUTH,
     KEY_ROUTE,
-    SESSION_EXPIRES_HEADER,
     SESSION_EXPIRY_DOC,
     TOKEN_AUTH,
     TOKEN_OR_KEY_AUTH,
@@ -88,7 +87,7 @@ class SessionController(Controller):
         # dependency would cost a resolution per request for nothing (bench/profile.py).
         claims = await provide_claims(request)
         current = await services_of(request).sessions.current(claims)
-        return Response(current, headers={SESSION_EXPIRES_HEADER: current.expires_at})
+        return with_session_expiry(current, current.expires_at)
 
     @post(
         "/session/extend",

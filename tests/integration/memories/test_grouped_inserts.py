@@ -12,6 +12,7 @@ import json
 import socket
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -72,6 +73,57 @@ async def test_concurrent_inserts_share_one_statement_and_each_caller_gets_its_o
     # timestamp. The 40 calls of one loop turn go as 16 + 16 + 8, one statement after the other.
     per_statement = Counter(row["created_at"] for row in rows.values())
     assert sorted(per_statement.values()) == [CALLS - 2 * REMEMBER_GROUP, REMEMBER_GROUP, REMEMBER_GROUP]
+
+
+async def test_every_field_of_a_grouped_row_is_stored_as_given(
+    repository: MemoryRepository, db: asyncpg.Connection[Any], owner: OwnerKey
+) -> None:
+    # The rows of a group travel as one JSON text: text that JSON escapes, nested metadata,
+    # times with offsets and absent fields must come out as a lone insert stores them.
+    agent_id = await new_agent(db, owner)
+    hard = 'quote " backslash \\ newline \n tab \t Ünïcode 中文 हिन्दी 🙂 {"json": [1]}'
+    occurred = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    until = datetime(2027, 1, 1, tzinfo=UTC)
+    given = [
+        RememberRequest(
+            content=f"{hard} {i}",
+            type="decision",
+            title=hard if i % 2 else None,
+            tags=[hard, "a,b", "{c}", "NULL"] if i % 2 else [],
+            confidence=0.25,
+            source="unit test" if i % 2 else None,
+            metadata={"nested": {"list": [1, 2.5, None, hard]}, "flag": True} if i % 2 else None,
+            occurred_at=occurred if i % 2 else None,
+            valid_until=until if i % 2 else None,
+        )
+        for i in range(6)
+    ]
+    stored = await asyncio.gather(
+        *(repository.insert(owner.owner_id, agent_id, "sess_grouped0004", m, None) for m in given)
+    )
+    assert len({s.created_at for s in stored}) == 1  # one statement
+    rows = {
+        str(r["memory_id"]): r
+        for r in await db.fetch(
+            "SELECT memory_id, type, title, content, tags, confidence, source, metadata, occurred_at, valid_until, "
+            "created_at FROM memories WHERE owner_id = $1 AND agent_id = $2",
+            uuid.UUID(owner.owner_id),
+            agent_id,
+        )
+    }
+    for memory_given, result in zip(given, stored, strict=True):
+        row = rows[result.memory_id]
+        assert (row["type"], row["title"], row["content"], row["tags"], row["source"]) == (
+            "decision",
+            memory_given.title,
+            memory_given.content,
+            memory_given.tags,
+            memory_given.source,
+        )
+        assert row["confidence"] == 0.25
+        assert (json.loads(row["metadata"]) if row["metadata"] else None) == memory_given.metadata
+        assert row["occurred_at"] == (memory_given.occurred_at or row["created_at"])
+        assert row["valid_until"] == memory_given.valid_until
 
 
 async def test_idempotency_keys_hold_between_the_rows_of_one_statement(
