@@ -62,14 +62,17 @@ class Config:
     env: dict[str, str]
 
 
+# Embedding as compose.yaml does it: in a worker process of its own, not in the API process
+# (bench.run runs one between measurements; bench/remember_embeddings.py compares the choices).
+WORKER_APART = {"MEMANTO_EMBEDDING_WORKER": "false"}
 # What users run (compose.yaml): the JSON access log at INFO, metrics and request ids.
 PRODUCTION = Config(
     "production",
     "production",
-    {"MEMANTO_ENV": "production", "MEMANTO_LOG_FORMAT": "json", "MEMANTO_LOG_LEVEL": "INFO"},
+    {"MEMANTO_ENV": "production", "MEMANTO_LOG_FORMAT": "json", "MEMANTO_LOG_LEVEL": "INFO", **WORKER_APART},
 )
 # The reference: no access line (metrics and request ids stay, as they cannot be turned off).
-LOGGING_OFF = Config("off", "logging off", {"MEMANTO_LOG_LEVEL": "WARNING"})
+LOGGING_OFF = Config("off", "logging off", {"MEMANTO_LOG_LEVEL": "WARNING", **WORKER_APART})
 CONFIGS = {config.name: config for config in (PRODUCTION, LOGGING_OFF)}
 
 

@@ -193,9 +193,11 @@ def _intro(args: argparse.Namespace, measured: Measured, started: datetime) -> l
     configs = measured.configs
     described = {
         "production": "**production** (`MEMANTO_ENV=production`, `MEMANTO_LOG_FORMAT=json`, `MEMANTO_LOG_LEVEL=INFO`: "
-        "one JSON access line per request, Prometheus metrics and request ids, as `compose.yaml` runs it)",
-        "off": "**logging off** (`MEMANTO_LOG_LEVEL=WARNING`: no access line; metrics and request ids as in "
-        "production, since they cannot be turned off)",
+        "one JSON access line per request, Prometheus metrics and request ids; `MEMANTO_EMBEDDING_WORKER=false`: "
+        "the memories are embedded by a `memanto-server worker` process of their own, run between the "
+        "measurements; as `compose.yaml` runs it)",
+        "off": "**logging off** (`MEMANTO_LOG_LEVEL=WARNING`: no access line; metrics, request ids and the "
+        "worker apart as in production, since metrics and request ids cannot be turned off)",
     }
     shown = " and ".join(described.get(c.name, f"**{c.label}**") for c in configs)
     headline = f"{configs[0].label} is the headline"

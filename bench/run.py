@@ -261,6 +261,16 @@ class ServerLog:
 class Server:
     pid: int
     log: ServerLog | None
+    db_url: str = ""
+    # Where its memories are embedded: "in-process" (its own worker), "apart" (a `memanto-server
+    # worker` process, run by drain_embeddings between measurements) or "off" (no embedder).
+    embeddings: str = "in-process"
+
+
+def embeddings_of(config: Config) -> str:
+    if config.env.get("MEMANTO_EMBEDDER") == "none":
+        return "off"
+    return "apart" if config.env.get("MEMANTO_EMBEDDING_WORKER") == "false" else "in-process"
 
 
 # Each server by base URL: its process id (its CPU time per request is the figure that other
@@ -366,7 +376,7 @@ def memanto(
     try:
         with pinned_process([*(wrapper or []), *command], env, f"{base}/health/ready", stop, log) as pid:
             if not wrapper:
-                SERVERS[base] = Server(pid, log)
+                SERVERS[base] = Server(pid, log, db_url, embeddings_of(config))
             yield base
     finally:
         SERVERS.pop(base, None)
@@ -429,13 +439,57 @@ def wait_for_embeddings(client: httpx.Client, timeout: float = 120) -> bool:
     raise RuntimeError(f"the embedding backlog did not drain in {timeout:.0f} s")
 
 
+async def unembedded(db_url: str) -> int:
+    """Memories of the database that wait for their embedding."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL"))
+    finally:
+        await conn.close()
+
+
+def embed_apart(db_url: str, timeout: float) -> bool:
+    """A `memanto-server worker` process on `db_url` (as compose's `worker` service runs it)
+    until nothing waits for an embedding; whether there was anything to embed."""
+    if asyncio.run(unembedded(db_url)) == 0:
+        return False
+    env = {**_clean_env(), "MEMANTO_DATABASE_URL": db_url, "MEMANTO_REDIS_URL": REDIS_URL}
+    env["MEMANTO_LOG_LEVEL"] = "WARNING"
+    command = [sys.executable, "-m", "memanto_server.cli.server", "worker"]
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while asyncio.run(unembedded(db_url)) > 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                error = process.stderr.read().decode(errors="replace")[-2000:] if process.stderr else ""
+                raise RuntimeError(f"the embedding worker did not drain {db_url}:\n{error}")
+            time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+    return True
+
+
 def drain_embeddings(bases: list[str], timeout: float = 900) -> None:
     """Until every server's embedding backlog is empty. `remember`'s runs leave thousands of
-    memories to embed, and each server's worker embeds them in the background: measured then,
-    the next routes would count the worker's CPU (ONNX in the server, the UPDATEs and the
-    vector index in Postgres) as theirs."""
+    memories to embed: measured meanwhile, the next routes would count the embedding work
+    (ONNX in the server, the UPDATEs and the vector index in Postgres) as theirs. A server
+    whose worker is apart (the production configuration, as compose runs it) has a worker
+    process for the time it takes; one with its own worker is waited for."""
     waited = False
     for base in bases:
+        server = SERVERS.get(base)
+        if server is not None and server.embeddings == "off":
+            continue
+        if server is not None and server.embeddings == "apart":
+            waited = embed_apart(server.db_url, timeout) or waited
+            continue
         with httpx.Client(base_url=base, timeout=10) as client:
             waited = wait_for_embeddings(client, timeout) or waited
     if waited:
@@ -465,7 +519,7 @@ def prepare_memanto(base: str, key: str, run_id: str, *, recall: bool, extend: b
                 client.post(
                     "/api/v2/agents/bench-recall/remember", headers={"X-Session-Token": recall_token}, json=body
                 ).raise_for_status()
-            wait_for_embeddings(client)
+            drain_embeddings([base])
             envs["recall"] = envs["recall_text"] = {"BENCH_AGENT": "bench-recall", "BENCH_TOKEN": recall_token}
         if extend:
             tokens = [_activate(client, key, f"bench-extend-{i}") for i in range(EXTEND_SESSIONS)]

@@ -56,7 +56,7 @@ def test_compose_file_validates_against_the_compose_specification(tmp_path: Path
 
 def test_compose_services_and_their_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) >= {"postgres", "redis", "migrate", "app", "nginx"}
+    assert set(services) >= {"postgres", "redis", "migrate", "app", "worker", "nginx"}
 
     postgres = services["postgres"]
     assert "healthcheck" in postgres
@@ -85,6 +85,14 @@ def test_compose_services_and_their_order(compose: dict[str, Any]) -> None:
     graceful = int(app["command"][app["command"].index("--graceful-timeout") + 1])
     assert int(app["stop_grace_period"].removesuffix("s")) > graceful
 
+    # Embedding runs in the worker service, not in the API replicas.
+    assert app["environment"]["MEMANTO_EMBEDDING_WORKER"] == "false"
+    worker = services["worker"]
+    assert worker["command"] == ["worker"]
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert worker["healthcheck"] == {"disable": True}  # the image's check is for `serve`'s port
+    assert "ports" not in worker and "deploy" not in worker
+
     nginx = services["nginx"]
     assert nginx["ports"] == ["127.0.0.1:8000:8000"]
     assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
@@ -92,7 +100,7 @@ def test_compose_services_and_their_order(compose: dict[str, Any]) -> None:
 
 
 def test_secrets_come_from_an_ignored_env_file(compose: dict[str, Any]) -> None:
-    for name in ("migrate", "app"):
+    for name in ("migrate", "app", "worker"):
         service = compose["services"][name]
         assert service["env_file"] == [".env"]
         assert "MEMANTO_SECRET_KEY" not in service["environment"]
