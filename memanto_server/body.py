@@ -55,9 +55,34 @@ def _validation_problem(error: msgspec.ValidationError) -> ValidationException:
     )
 
 
+_UNDECIDED = object()
+
+
+def _decoded_at_once(body: bytes, shape: Any) -> Any:
+    """The body decoded straight into `shape`, or _UNDECIDED when it cannot be, or could nest
+    too deep: a body with at most MAX_JSON_DEPTH brackets cannot. (Decoding into a Struct
+    skips the fields it does not have without reading them: the UTF-8 of the whole body is
+    checked first.)"""
+    if shape is Any or body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:
+        return _UNDECIDED
+    try:
+        if not body.isascii():
+            body.decode()
+        return msgspec.json.decode(body, type=shape, strict=True)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return _UNDECIDED
+
+
 def decode_json_body(body: bytes, shape: Any) -> Any:
     """The body as `shape`, decoded strictly; a ClientException (400) or a
-    ValidationException (422) when it cannot be."""
+    ValidationException (422) when it cannot be.
+
+    The common case, a body that decodes into `shape` at once, is done in one step; anything
+    else (a refusal of any kind, an integral float where an integer goes, many brackets) takes
+    the steps below, which give the same value and say what is wrong."""
+    value = _decoded_at_once(body, shape)
+    if value is not _UNDECIDED:
+        return value
     try:
         value = msgspec.json.decode(body)
     except UnicodeDecodeError:

@@ -91,7 +91,8 @@ def test_compose_services_and_their_order(compose: dict[str, Any]) -> None:
     assert worker["command"] == ["worker"]
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert worker["healthcheck"] == {"disable": True}  # the image's check is for `serve`'s port
-    assert "ports" not in worker and "deploy" not in worker
+    assert "ports" not in worker
+    assert "deploy" not in worker
 
     nginx = services["nginx"]
     assert nginx["ports"] == ["127.0.0.1:8000:8000"]
