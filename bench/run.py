@@ -476,22 +476,35 @@ def embed_apart(db_url: str, timeout: float) -> bool:
     return True
 
 
+async def vacuum(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("VACUUM (ANALYZE) memories")
+    finally:
+        await conn.close()
+
+
 def drain_embeddings(bases: list[str], timeout: float = 900) -> None:
     """Until every server's embedding backlog is empty. `remember`'s runs leave thousands of
     memories to embed: measured meanwhile, the next routes would count the embedding work
     (ONNX in the server, the UPDATEs and the vector index in Postgres) as theirs. A server
     whose worker is apart (the production configuration, as compose runs it) has a worker
-    process for the time it takes; one with its own worker is waited for."""
+    process for the time it takes; one with its own worker is waited for. Then its memories
+    are vacuumed: thousands of rows just updated would otherwise have autovacuum start
+    during the next measurement."""
     waited = False
     for base in bases:
         server = SERVERS.get(base)
         if server is not None and server.embeddings == "off":
             continue
         if server is not None and server.embeddings == "apart":
-            waited = embed_apart(server.db_url, timeout) or waited
-            continue
-        with httpx.Client(base_url=base, timeout=10) as client:
-            waited = wait_for_embeddings(client, timeout) or waited
+            drained = embed_apart(server.db_url, timeout)
+        else:
+            with httpx.Client(base_url=base, timeout=10) as client:
+                drained = wait_for_embeddings(client, timeout)
+        if drained and server is not None and server.db_url:
+            asyncio.run(vacuum(server.db_url))
+        waited = waited or drained
     if waited:
         time.sleep(0.5)  # the writer's last lines (the /metrics requests') are flushed before the run
 
