@@ -66,6 +66,7 @@ from bench.common import (
     drop_database,
     free_port,
     fresh_database,
+    stop_process,
 )
 
 WRK_DIR = ROOT / "bench" / "wrk"
@@ -335,12 +336,7 @@ def pinned_process(
         _wait_ready(process, ready_url, log)
         yield process.pid
     finally:
-        process.send_signal(stop_signal)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, stop_signal)
 
 
 def _clean_env() -> dict[str, str]:
@@ -456,23 +452,18 @@ def embed_apart(db_url: str, timeout: float) -> bool:
     env = {**_clean_env(), "MEMANTO_DATABASE_URL": db_url, "MEMANTO_REDIS_URL": REDIS_URL}
     env["MEMANTO_LOG_LEVEL"] = "WARNING"
     command = [sys.executable, "-m", "memanto_server.cli.server", "worker"]
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
-    try:
-        while asyncio.run(unembedded(db_url)) > 0:
-            if process.poll() is not None or time.monotonic() > deadline:
-                error = process.stderr.read().decode(errors="replace")[-2000:] if process.stderr else ""
-                raise RuntimeError(f"the embedding worker did not drain {db_url}:\n{error}")
-            time.sleep(0.5)
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stderr=log)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+            while asyncio.run(unembedded(db_url)) > 0:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    error = log.read().decode(errors="replace")[-2000:]
+                    raise RuntimeError(f"the embedding worker did not drain {db_url}:\n{error}")
+                time.sleep(0.5)
+        finally:
+            stop_process(process, timeout=30)
     return True
 
 
