@@ -114,6 +114,15 @@ async def create_key(conn: asyncpg.Connection, owner_id: str | None = None) -> t
     return owner_id, key
 
 
+async def unembedded(db_url: str) -> int:
+    """Memories of the database that wait for their embedding."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL"))
+    finally:
+        await conn.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -25,7 +25,7 @@ import time
 import asyncpg
 import httpx
 
-from bench.common import create_key, drop_database, fresh_database, percentile, server
+from bench.common import create_key, drop_database, fresh_database, percentile, server, unembedded
 
 DB_NAME = "memanto_bench_worker"
 API = "/api/v2"
@@ -45,14 +45,6 @@ def timed_requests(client: httpx.Client, headers: dict[str, str], until: object)
         times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.text
     return times
-
-
-async def waiting(url: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL"))
-    finally:
-        await conn.close()
 
 
 async def store_backlog(url: str, owner_id: str, agent_id: str, count: int) -> None:
@@ -137,7 +129,7 @@ def main() -> None:
 
             def drained(n: int) -> bool:
                 if n % 50 == 0:
-                    left[0] = asyncio.run(waiting(url))
+                    left[0] = asyncio.run(unembedded(url))
                 return left[0] == 0
 
             busy = timed_requests(client, headers, drained)

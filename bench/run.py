@@ -67,6 +67,7 @@ from bench.common import (
     free_port,
     fresh_database,
     stop_process,
+    unembedded,
 )
 
 WRK_DIR = ROOT / "bench" / "wrk"
@@ -433,15 +434,6 @@ def wait_for_embeddings(client: httpx.Client, timeout: float = 120) -> bool:
         waited = True
         time.sleep(0.5)
     raise RuntimeError(f"the embedding backlog did not drain in {timeout:.0f} s")
-
-
-async def unembedded(db_url: str) -> int:
-    """Memories of the database that wait for their embedding."""
-    conn = await asyncpg.connect(db_url)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM memories WHERE embedding IS NULL"))
-    finally:
-        await conn.close()
 
 
 def embed_apart(db_url: str, timeout: float) -> bool:

@@ -3,7 +3,6 @@ OpenAPI document states them, and the answer of a token route."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -114,23 +113,28 @@ class JSONResponse(Response[T]):
         status_code: int | None = None,
         **others: Any,
     ) -> ASGIApp:
-        litestar_path = functools.partial(
-            super().to_asgi_response, app, request, headers=headers, media_type=media_type, status_code=status_code
-        )
         status = self.status_code or status_code or 200
-        plain = not (self.cookies or self.background or others.get("background") or others.get("cookies"))
-        if not plain or others.get("is_head_response") or status in _NO_BODY:
-            return litestar_path(**others)
-        if (self.media_type or media_type or _JSON_TYPE) != _JSON_TYPE:
-            return litestar_path(**others)
-        try:
-            body = _JSON.encode(self.content)
-        except (TypeError, ValueError):  # a type only the app's type encoders know
-            return litestar_path(**others)
-        raw = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
-        merged = {**headers, **self.headers} if headers else self.headers
-        raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in merged.items()]
-        return _Sent(status, raw, body)
+        if self._is_plain(status, media_type, others):
+            try:
+                body = _JSON.encode(self.content)
+            except (TypeError, ValueError):  # a type only the app's type encoders know
+                pass
+            else:
+                raw = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
+                merged = {**headers, **self.headers} if headers else self.headers
+                raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in merged.items()]
+                return _Sent(status, raw, body)
+        return super().to_asgi_response(
+            app, request, headers=headers, media_type=media_type, status_code=status_code, **others
+        )
+
+    def _is_plain(self, status: int, media_type: str | None, others: dict[str, Any]) -> bool:
+        """A JSON body and nothing more: no cookies, background task or HEAD, a status with a body."""
+        if self.cookies or self.background or others.get("background") or others.get("cookies"):
+            return False
+        if others.get("is_head_response") or status in _NO_BODY:
+            return False
+        return (self.media_type or media_type or _JSON_TYPE) == _JSON_TYPE
 
 
 def with_session_expiry(content: T, expires_ms: int | str, status_code: int = 200) -> Response[T]:
