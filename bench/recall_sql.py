@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.common import drop_database, fresh_database
-from memanto_server.memories.repository import SEARCH_TEXT
+from memanto_server.memories.repository import POPULATION_UP_TO, SEARCH_TEXT
 from memanto_server.memories.search.grammar import parse
 
 TOPICS = ["billing email", "phone call", "invoice refund", "support hours", "contract renewal"]
@@ -65,7 +65,7 @@ async def measure(calls: int, rounds: int) -> None:
         for text in QUERIES:
             terms = parse(text).terms
             args = (owner, "bench-recall", [t.text for t in terms], [t.kind for t in terms], "")
-            args += (None, None, None, None, PER_TERM, False)
+            args += (None, None, None, None, PER_TERM, False, POPULATION_UP_TO, False)
             rows = len(await conn.fetch(SEARCH_TEXT, *args))
             for _ in range(20):  # statements prepared, plans cached
                 await conn.fetch(SEARCH_TEXT, *args)

@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 
 from memanto_server.lib.db import Database
-from memanto_server.memories.repository import MemoryRow
+from memanto_server.memories.repository import POPULATION_UP_TO, MemoryRow
 from memanto_server.memories.schemas import MemoryFilters
 
 if TYPE_CHECKING:  # numpy is imported where vectors are handled: a server without an embedder never loads it
@@ -106,8 +106,9 @@ WHERE embedding IS NULL
 # An agent with fewer memories than this is searched exactly (every one of its memories'
 # distance, read by its own index), a larger one through the HNSW index: exact answers where
 # they are cheap, and the graph only where the agent is large enough for a filtered graph
-# walk to meet its memories soon.
-EXACT_UP_TO = 10_000
+# walk to meet its memories soon. The size from which recall reads text by window too: an agent
+# known to be that large (memories/sizes.py) is not counted again by either.
+EXACT_UP_TO = POPULATION_UP_TO
 # The most rows a walk of the graph returns (a large agent's nearest neighbours). One pass of
 # the walk yields hnsw.ef_search candidates (100 on the app's connections, lifespan.py); asking
 # for as many as that, a single other agent's or filtered-out row among them sends the iterative
@@ -121,8 +122,10 @@ GRAPH_UP_TO = 40
 # ($4-$7 NULL = no filter), $8 limit, $9 the model of $3 (no rows unless it is the recorded
 # model: vectors of two models are not comparable), $10 EXACT_UP_TO, $11 include expired
 # memories (else only those that hold now: least(expired_at, valid_until) NULL or later),
-# $12 GRAPH_UP_TO (the graph branch returns at most that many of the `limit`).
-# `size` counts the agent's memories up to $10 (its index, at most $10 entries); one of the two
+# $12 GRAPH_UP_TO (the graph branch returns at most that many of the `limit`), $13 the agent is
+# known to have $10 memories or more (memories/sizes.py).
+# `size` counts the agent's memories up to $10 (its index, at most $10 entries) unless $13 says
+# it has that many; one of the two
 # branches runs, the other is cut off by its one-time filter:
 #   exact:  the agent's memories read by memories_agent_created (a subquery with a LIMIT, which
 #           neither the vector index nor a filter's index can serve), every distance computed,
@@ -134,9 +137,9 @@ GRAPH_UP_TO = 40
 # Rows without an embedding yet are not returned (full-text search finds them).
 NEAREST = """
 WITH size AS MATERIALIZED (
-    SELECT count(*) AS memories FROM (
-        SELECT 1 FROM memories WHERE owner_id = $1 AND agent_id = $2 LIMIT $10
-    ) AS agent
+    SELECT CASE WHEN $13::boolean THEN $10::bigint ELSE (
+        SELECT count(*) FROM (SELECT 1 FROM memories WHERE owner_id = $1 AND agent_id = $2 LIMIT $10) AS agent
+    ) END AS memories
 ),
 exact AS MATERIALIZED (
     SELECT m.memory_id, m.agent_id, m.session_id, m.type, m.title, m.content, m.tags, m.confidence, m.created_at,
@@ -224,6 +227,7 @@ class EmbeddingRepository:
         model_id: str,
         filters: MemoryFilters | None = None,
         limit: int = 10,
+        known_large: bool = False,
     ) -> list[MemoryRow]:
         """The agent's `limit` memories nearest to `query` (a vector of `model_id`), nearest first;
         at most `graph_up_to` of them for an agent too large to be searched exactly.
@@ -231,8 +235,10 @@ class EmbeddingRepository:
         Each row's `score` is its cosine similarity to the query (1 = same direction, 0 =
         unrelated, negative = opposed). Only memories passing `filters` and already embedded
         are returned; none when `model_id` is not the model of the stored embeddings.
+        `known_large`: the agent is known to have `exact_up_to` memories or more (it is not
+        counted again, and walks the graph).
         """
-        args = _nearest_args(owner_id, agent_id, query, model_id, filters, limit, self._exact_up_to, self._graph_up_to)
+        args = self._nearest_args(owner_id, agent_id, query, model_id, filters, limit, known_large)
         rows = await self._db.fetch(NEAREST, *args)
         return [_memory_row(record) for record in rows]
 
@@ -245,10 +251,38 @@ class EmbeddingRepository:
         model_id: str,
         filters: MemoryFilters | None = None,
         limit: int = 10,
+        known_large: bool = False,
     ) -> str:
         """The plan of `nearest` for these arguments (for tests and benchmarks)."""
-        args = _nearest_args(owner_id, agent_id, query, model_id, filters, limit, self._exact_up_to, self._graph_up_to)
+        args = self._nearest_args(owner_id, agent_id, query, model_id, filters, limit, known_large)
         return "\n".join(r[0] for r in await self._db.fetch(EXPLAIN_NEAREST, *args))
+
+    def _nearest_args(
+        self,
+        owner_id: str,
+        agent_id: str,
+        query: Sequence[float] | np.ndarray,
+        model_id: str,
+        filters: MemoryFilters | None,
+        limit: int,
+        known_large: bool,
+    ) -> tuple[Any, ...]:
+        filters = filters or MemoryFilters()
+        return (
+            UUID(owner_id),
+            agent_id,
+            as_real_array(query),
+            list(filters.types) if filters.types else None,
+            list(filters.tags) if filters.tags else None,
+            filters.created_after,
+            filters.created_before,
+            limit,
+            model_id,
+            self._exact_up_to,
+            filters.include_expired,
+            self._graph_up_to,
+            known_large,
+        )
 
     async def backlog(self, up_to: int = 1_000_000) -> int:
         """How many memories wait for an embedding (counted up to `up_to`)."""
@@ -256,33 +290,6 @@ class EmbeddingRepository:
 
     async def recorded_model(self) -> RecordedModel | None:
         return await recorded_model(self._db)
-
-
-def _nearest_args(
-    owner_id: str,
-    agent_id: str,
-    query: Sequence[float] | np.ndarray,
-    model_id: str,
-    filters: MemoryFilters | None,
-    limit: int,
-    exact_up_to: int = EXACT_UP_TO,
-    graph_up_to: int = GRAPH_UP_TO,
-) -> tuple[Any, ...]:
-    filters = filters or MemoryFilters()
-    return (
-        UUID(owner_id),
-        agent_id,
-        as_real_array(query),
-        list(filters.types) if filters.types else None,
-        list(filters.tags) if filters.tags else None,
-        filters.created_after,
-        filters.created_before,
-        limit,
-        model_id,
-        exact_up_to,
-        filters.include_expired,
-        graph_up_to,
-    )
 
 
 def _memory_row(record: asyncpg.Record) -> MemoryRow:

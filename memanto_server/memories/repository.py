@@ -27,6 +27,11 @@ logger = logging.getLogger("memanto.memories")
 # request path got cheaper: "Answers, `remember`'s rows and where embedding runs").
 REMEMBER_GROUP = 8
 
+# Recall counts an agent's memories up to this many (the population that weighs a term's
+# rarity), and from this many on reads each term's newest holders by window of time
+# (migration 0016). An agent known to have this many (memories/sizes.py) is not counted again.
+POPULATION_UP_TO = 10_000
+
 
 class MemoryRow(msgspec.Struct, frozen=True, kw_only=True):
     memory_id: str
@@ -140,19 +145,22 @@ WHERE owner_id = $1 AND agent_id = $2 AND idempotency_key = ANY($3::text[])
 # title, 0.4 per occurrence in the content; 1 or 0 for a character pair), and on every row
 # how many memories of the agent hold each term (up to `$10`: the terms' rarity), whether
 # full-text search keeps each term at all (stop words: no), and how many memories the agent
-# has (up to 10,000). Rows only: the page's memories are read by GET_MEMORIES. All but the
-# count is recall_text_candidates() (migration 0015), planned once per connection.
+# has (up to `$12`). Rows only: the page's memories are read by GET_MEMORIES. All but the
+# count is recall_text_candidates() (migrations 0015, 0016), planned once per connection; an
+# agent with `$12` memories or more has each term's newest holders read by window of time.
 #   $1 owner, $2 agent, $3 term texts, $4 term kinds (word, phrase, typo, gram),
 #   $5 excluded words (`a or b`, websearch syntax; '' for none),
 #   $6 types, $7 tags, $8 created after, $9 created before ($6-$9 NULL = no filter),
-#   $10 memories per term, $11 include expired memories (else only those not expired now).
+#   $10 memories per term, $11 include expired memories (else only those not expired now),
+#   $12 POPULATION_UP_TO, $13 the agent is known to have that many (then it is not counted).
 # A new filter on memories goes into memories_holding() and recall_text_candidates().
 SEARCH_TEXT = """
-SELECT c.memory_id, c.created_at, c.seq, c.strengths, c.frequencies, c.searchable,
-       (SELECT count(*)::int FROM (SELECT 1 FROM memories a WHERE a.owner_id = $1 AND a.agent_id = $2 LIMIT 10000) a)
-           AS population
-FROM recall_text_candidates($1, $2, $3::text[], $4::text[], $5, $6::text[], $7::text[], $8::timestamptz,
-                            $9::timestamptz, $10::int, $11::boolean) AS c
+SELECT c.memory_id, c.created_at, c.seq, c.strengths, c.frequencies, c.searchable, agent.memories AS population
+FROM (SELECT CASE WHEN $13::boolean THEN $12::int ELSE (
+          SELECT count(*)::int FROM (SELECT 1 FROM memories a WHERE a.owner_id = $1 AND a.agent_id = $2 LIMIT $12) AS a
+      ) END AS memories) AS agent,
+     recall_text_candidates($1, $2, $3::text[], $4::text[], $5, $6::text[], $7::text[], $8::timestamptz,
+                            $9::timestamptz, $10::int, $11::boolean, agent.memories >= $12) AS c
 """
 
 # Memories of one agent by id (the rows of a page of recall): $1 owner, $2 agent, $3 ids.
@@ -485,10 +493,18 @@ class MemoryRepository:
             return answer
 
     async def search_text(
-        self, owner_id: str, agent_id: str, query: TextQuery, filters: MemoryFilters, per_term: int
+        self,
+        owner_id: str,
+        agent_id: str,
+        query: TextQuery,
+        filters: MemoryFilters,
+        per_term: int,
+        *,
+        known_large: bool = False,
     ) -> tuple[list[TextHit], Corpus | None]:
         """The memories that hold any of the query's terms, each with its terms' strengths,
-        and the corpus figures that weigh the terms (None when nothing matched)."""
+        and the corpus figures that weigh the terms (None when nothing matched). `known_large`:
+        the agent is known to have POPULATION_UP_TO memories or more, and is not counted."""
         terms = query.terms
         records = await self._db.fetch(
             SEARCH_TEXT,
@@ -500,6 +516,8 @@ class MemoryRepository:
             *_filter_args(filters),
             per_term,
             filters.include_expired,
+            POPULATION_UP_TO,
+            known_large,
         )
         if not records:
             return [], None

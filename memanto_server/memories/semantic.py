@@ -63,11 +63,17 @@ class EmbeddingSemantic:
         return [v if v is not None else await self._query_vector(t) for v, t in zip(found, texts, strict=True)]
 
     async def nearest(
-        self, owner_id: str, agent_id: str, query: str, filters: MemoryFilters, limit: int
+        self, owner_id: str, agent_id: str, query: str, filters: MemoryFilters, limit: int, *, known_large: bool
     ) -> list[tuple[MemoryRow, float]]:
         vector = await self._query_vector(query)
         rows = await self._embeddings.nearest(
-            owner_id, agent_id, vector, model_id=self._embedder.model_id, filters=filters, limit=limit
+            owner_id,
+            agent_id,
+            vector,
+            model_id=self._embedder.model_id,
+            filters=filters,
+            limit=limit,
+            known_large=known_large,
         )
         return [(row, row.score) for row in rows]
 

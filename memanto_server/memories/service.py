@@ -72,6 +72,7 @@ from memanto_server.memories.search.ranking import (
     superseding,
 )
 from memanto_server.memories.semantic import SemanticUnavailable
+from memanto_server.memories.sizes import LargeAgents
 from memanto_server.ops.metrics import MEMORIES_STORED, RECALL_RESULTS
 from memanto_server.sessions.service import SessionService
 from memanto_server.sessions.store import LiveState
@@ -192,9 +193,10 @@ class Semantic(Protocol):
     """Recall by meaning: the embedder and the nearest-neighbour search of the embeddings."""
 
     async def nearest(
-        self, owner_id: str, agent_id: str, query: str, filters: MemoryFilters, limit: int
+        self, owner_id: str, agent_id: str, query: str, filters: MemoryFilters, limit: int, *, known_large: bool
     ) -> list[tuple[MemoryRow, float]]:
-        """The `limit` memories nearest in meaning to `query`, each with its cosine similarity."""
+        """The `limit` memories nearest in meaning to `query`, each with its cosine similarity
+        (`known_large`: the agent is known to be large, memories/sizes.py)."""
 
     async def similarities(self, query: str, texts: list[str]) -> list[float]:
         """Cosine similarity of each of `texts` to `query`."""
@@ -217,6 +219,7 @@ class MemoryService:
         self._repository = repository
         self._sessions = sessions
         self._semantic = semantic
+        self._large = LargeAgents()
 
     async def _counted_write(
         self, claims: SessionClaims, count: int, write: Callable[[], Awaitable[T]]
@@ -284,33 +287,42 @@ class MemoryService:
             stored=stored, memory_ids=memory_ids, already_stored=len(memories) - stored
         ), state.expires_ms
 
-    async def _text(self, claims: SessionClaims, query: Query, filters: MemoryFilters) -> dict[str, TextFound]:
+    async def _text(
+        self, claims: SessionClaims, query: Query, filters: MemoryFilters, large: bool
+    ) -> dict[str, TextFound]:
         """Full-text candidates and what each holds of the query. A query word that no memory
         holds is looked up among the agent's own words for close spellings, and the query is
         searched again with them (whatever other words matched)."""
+        owner_id, agent_id = claims.owner_id, claims.agent_id
         search = self._repository.search_text
-        hits, corpus = await search(claims.owner_id, claims.agent_id, query, filters, TEXT_CANDIDATES_PER_TERM)
+        hits, corpus = await search(owner_id, agent_id, query, filters, TEXT_CANDIDATES_PER_TERM, known_large=large)
         unknown = [word for group, word in query.typo_words if not _held(query, corpus, group)]
         if unknown:
-            corrections = await self._repository.similar_words(claims.owner_id, claims.agent_id, unknown)
+            corrections = await self._repository.similar_words(owner_id, agent_id, unknown)
             if corrections:
                 query = with_corrections(query, corrections, TYPO_WEIGHT)
-                hits, corpus = await search(claims.owner_id, claims.agent_id, query, filters, TEXT_CANDIDATES_PER_TERM)
+                hits, corpus = await search(
+                    owner_id, agent_id, query, filters, TEXT_CANDIDATES_PER_TERM, known_large=large
+                )
         if corpus is None:
             return {}
+        self._large.saw(owner_id, agent_id, corpus.population)
         scorer = TextScorer(query.terms, corpus)
         return {
             h.memory_id: TextFound(Candidate(h.memory_id, h.created_at, h.seq), scorer.share(h.strengths)) for h in hits
         }
 
     async def _nearest(
-        self, claims: SessionClaims, query: str, mode: str, filters: MemoryFilters
+        self, claims: SessionClaims, query: str, mode: str, filters: MemoryFilters, large: bool
     ) -> list[tuple[MemoryRow, float]] | None:
         """The nearest memories in meaning; None when the embedder cannot embed the query now
         (hybrid recall goes on with its text signals; semantic recall is unavailable)."""
         assert self._semantic is not None
+        owner_id, agent_id = claims.owner_id, claims.agent_id
         try:
-            return await self._semantic.nearest(claims.owner_id, claims.agent_id, query, filters, SEMANTIC_CANDIDATES)
+            return await self._semantic.nearest(
+                owner_id, agent_id, query, filters, SEMANTIC_CANDIDATES, known_large=large
+            )
         except SemanticUnavailable as exc:
             if mode == "semantic":
                 raise DependencyUnavailable("the embedding model does not answer; try again shortly") from None
@@ -322,9 +334,11 @@ class MemoryService:
         query = parse(query_text)
         use_text = mode != "semantic" and bool(query.terms)
         use_semantic = mode != "text" and self._semantic is not None
+        # An agent known to be large is not counted again by either search (memories/sizes.py).
+        large = self._large.known(claims.owner_id, claims.agent_id)
         text, nearest = await asyncio.gather(
-            self._text(claims, query, filters) if use_text else _done({}),
-            self._nearest(claims, query_text, mode, filters) if use_semantic else _done([]),
+            self._text(claims, query, filters, large) if use_text else _done({}),
+            self._nearest(claims, query_text, mode, filters, large) if use_semantic else _done([]),
         )
         if nearest is None:
             use_semantic, nearest = False, []

@@ -154,9 +154,19 @@ class TextScorer:
             weights[term.group] = max(weights.get(term.group, 0.0), idf)
         groups = {**absent, **held}
         self.total = sum(groups.values())
+        # Memories that hold the query's terms alike score alike: a large agent's hundreds of
+        # candidates have a handful of distinct strengths between them.
+        self._shares: dict[tuple[float, ...], TextShare] = {}
 
     def share(self, strengths: Sequence[float]) -> TextShare:
         """The share of the query's weight that a memory holds, and how it holds it."""
+        key = tuple(strengths)
+        found = self._shares.get(key)
+        if found is None:
+            found = self._shares[key] = self._share(key)
+        return found
+
+    def _share(self, strengths: tuple[float, ...]) -> TextShare:
         if self.total <= 0:
             return TextShare(0.0, ())
         best: dict[int, tuple[float, bool]] = {}

@@ -182,6 +182,11 @@ async def test_the_vector_index_scans_past_other_agents_memories(
             assert [r.memory_id for r in walked] == [small[0.6], small[0.5]]
             exact = await EmbeddingRepository(db, graph_up_to=2).nearest(owner, "small", QUERY, model_id=MODEL, limit=3)
             assert [r.memory_id for r in exact] == [small[0.6], small[0.5], small[0.4]]
+            # An agent known to be large (memories/sizes.py) is not counted: it walks the graph.
+            known = await EmbeddingRepository(db, graph_up_to=2).nearest(
+                owner, "small", QUERY, model_id=MODEL, limit=3, known_large=True
+            )
+            assert [r.memory_id for r in known] == [small[0.6], small[0.5]]
     finally:
         await pool.close()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from memanto_server.memories.repository import SEARCH_TEXT
+from memanto_server.memories.repository import POPULATION_UP_TO, SEARCH_TEXT
 
 
 async def explained(conn: asyncpg.Connection[Any]) -> list[str]:
@@ -40,7 +40,21 @@ async def test_the_text_search_is_planned_once_and_reads_by_index(fresh_db: asyn
     )
     await fresh_db.execute("ANALYZE memories")
     plans = await explained(fresh_db)
-    args = (owner, "small", ["billing", "email"], ["word", "word"], "", None, None, None, None, 100, False)
+    args = (
+        owner,
+        "small",
+        ["billing", "email"],
+        ["word", "word"],
+        "",
+        None,
+        None,
+        None,
+        None,
+        100,
+        False,
+        POPULATION_UP_TO,
+        False,
+    )
     for _ in range(8):  # past the 5 custom plans a prepared statement gets before a generic one is weighed
         rows = await fresh_db.fetch(SEARCH_TEXT, *args)
         assert len(rows) == 30
@@ -70,7 +84,9 @@ async def test_a_common_word_is_found_by_walking_the_agents_newest_memories(fres
     await fresh_db.execute("UPDATE memories SET expired_at = now() - interval '1 day' WHERE content LIKE 'Note 1:%'")
     await fresh_db.execute("ANALYZE memories")
     plans = await explained(fresh_db)
-    rows = await fresh_db.fetch(SEARCH_TEXT, owner, "notes", ["note"], ["word"], "", None, None, None, None, 100, False)
+    rows = await fresh_db.fetch(
+        SEARCH_TEXT, owner, "notes", ["note"], ["word"], "", None, None, None, None, 100, False, POPULATION_UP_TO, False
+    )
     assert len(rows) == 100
     assert rows[0]["population"] == 300
     holding = [plan for plan in plans if "ORDER BY m.created_at DESC, m.memory_id DESC LIMIT $11" in plan]
@@ -79,7 +95,11 @@ async def test_a_common_word_is_found_by_walking_the_agents_newest_memories(fres
     assert "Sort" not in holding[0].split("Query Parameters:")[-1]
     # Expired memories are still left out, and found when asked for.
     no_filter = (None, None, None, None, 400)
-    everything = await fresh_db.fetch(SEARCH_TEXT, owner, "notes", ["note"], ["word"], "", *no_filter, True)
+    everything = await fresh_db.fetch(
+        SEARCH_TEXT, owner, "notes", ["note"], ["word"], "", *no_filter, True, POPULATION_UP_TO, False
+    )
     assert len(everything) == 300
-    live = await fresh_db.fetch(SEARCH_TEXT, owner, "notes", ["note"], ["word"], "", *no_filter, False)
+    live = await fresh_db.fetch(
+        SEARCH_TEXT, owner, "notes", ["note"], ["word"], "", *no_filter, False, POPULATION_UP_TO, False
+    )
     assert len(live) == 299
