@@ -5,10 +5,12 @@ every recall. An agent seen to have that many is remembered for a while and not 
 both searches treat it as large (text by window, meaning by the graph).
 
 Only "large" is remembered, never "small": an agent that grows past the threshold is counted
-until it is seen large, so a small agent is always searched exactly. One that shrinks below it
-(memories deleted) is treated as large until the verdict expires: its text candidates are the
-same either way (migration 0016), and its nearest neighbours come from the graph rather than
-from every distance, for at most `ttl` seconds.
+until it is seen large, so a small agent is always searched exactly. A verdict stands `ttl`
+seconds from when it was made, however often the agent is recalled meanwhile (a search that
+did not count says nothing new), and then the agent is counted again. So one that shrinks below
+the threshold (memories deleted) is treated as large for at most `ttl` seconds: its text
+candidates are the same either way (migration 0016), and its nearest neighbours come from the
+graph rather than from every distance.
 
 A dict kept in insertion order with a deadline per agent is all this needs; a cache library
 would add a dependency for these few lines.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from memanto_server.memories.repository import POPULATION_UP_TO
 
@@ -26,9 +29,15 @@ AGENTS_KEPT = 10_000
 
 
 class LargeAgents:
-    def __init__(self, ttl: float = LARGE_FOR_SECONDS, capacity: int = AGENTS_KEPT) -> None:
+    def __init__(
+        self,
+        ttl: float = LARGE_FOR_SECONDS,
+        capacity: int = AGENTS_KEPT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._ttl = ttl
         self._capacity = capacity
+        self._clock = clock
         self._until: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def known(self, owner_id: str, agent_id: str) -> bool:
@@ -37,17 +46,17 @@ class LargeAgents:
         until = self._until.get(key)
         if until is None:
             return False
-        if until < time.monotonic():
+        if until < self._clock():
             del self._until[key]
             return False
         return True
 
     def saw(self, owner_id: str, agent_id: str, population: int) -> None:
-        """The agent's memories, as a search counted them (up to POPULATION_UP_TO)."""
-        if population < POPULATION_UP_TO:
+        """The agent's memories, as a search counted them (up to POPULATION_UP_TO); a verdict
+        that stands is neither renewed nor changed."""
+        if population < POPULATION_UP_TO or self.known(owner_id, agent_id):
             return
         key = (owner_id, agent_id)
-        self._until[key] = time.monotonic() + self._ttl
-        self._until.move_to_end(key)
+        self._until[key] = self._clock() + self._ttl
         if len(self._until) > self._capacity:
             self._until.popitem(last=False)
