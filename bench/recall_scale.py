@@ -1,11 +1,13 @@
 """Recall latency: an agent with 1,000 memories against one with 1,000,000, by mode.
 
     python -m bench.recall_scale [--big 1000000] [--small 1000] [--queries 400] [--modes text,hybrid]
-                                 [--keep] [--reuse] [--load-only]
+                                 [--vectors model|random] [--keep] [--reuse] [--load-only]
 
-Builds a database of its own (`memanto_bench_recall_<small>_<big>`) on a throwaway Postgres with
-pgvector (or the server `MEMANTO_BENCH_POSTGRES_URL` names), loads both agents' memories with COPY,
-gives each a random embedding (indexes, HNSW included, built after the load), starts one
+Builds a database of its own (`memanto_bench_recall_<small>_<big>_<vectors>`) on a throwaway
+Postgres with pgvector (or the server `MEMANTO_BENCH_POSTGRES_URL` names), loads both agents'
+memories with COPY, gives each an embedding (`--vectors`: round the bundled model's vectors of
+corpus texts, the default, or random directions; MODEL_EMBEDDINGS, RANDOM_EMBEDDINGS), builds the
+indexes, HNSW included, after the load, starts one
 server worker (the bundled local model embeds the queries), and sends the same query mix
 to both agents, one request at a time, in each mode. Prints the median and p95 of each and
 their ratio, then recalls per second on the big agent with 8 concurrent callers (each of the
@@ -94,14 +96,29 @@ LOAD_INDEXES = {
     ),
 }
 
-# Every memory's embedding: a random direction (uniform on the sphere in distribution terms is
-# not needed; cosine distance ignores the length). The made-up words of the corpus have no
-# meaning for a model to find, and a random vector costs nothing to make, while the KNN and its
-# index do the same work whatever the vectors mean. Correlated with the row (`m.memory_id`) so
-# that each row draws its own.
+# Every memory's embedding, `--vectors random`: a random direction (cosine distance ignores the
+# length). Correlated with the row (`m.memory_id`) so that each row draws its own. Random
+# directions in 384 dimensions are all about equally far from any query, which no model
+# produces: the hardest case for the HNSW graph, whose walk is then longest.
 RANDOM_EMBEDDINGS = """
 UPDATE memories m SET embedding = (
     SELECT array_agg(random() - 0.5)::real[] FROM generate_series(1, 384) WHERE m.memory_id IS NOT NULL
+)::vector
+"""
+# `--vectors model` (the default): vectors where the model puts texts. ANCHORS texts of the
+# corpus are embedded by the bundled model (the one the server embeds the queries with), and each
+# memory's vector is one of them, chosen by the row, plus uniform noise of half-width $1 in every
+# dimension; with MODEL_NOISE, a memory is at cosine 0.8 to its anchor and about 0.65 to the
+# other memories of that anchor, as memories on one subject are. The text and the vector of a
+# memory are unrelated: this bench measures what searching costs, not what it finds.
+ANCHORS = 4_000
+MODEL_NOISE = 0.13
+CREATE_ANCHORS = "CREATE TEMP TABLE anchors (i int PRIMARY KEY, e real[] NOT NULL)"
+MODEL_EMBEDDINGS = """
+UPDATE memories m SET embedding = (
+    SELECT array_agg(a.e[d] + (random() - 0.5) * $1 ORDER BY d)::real[]
+    FROM anchors a, generate_series(1, 384) AS d
+    WHERE a.i = abs(hashtext(m.memory_id::text)) % $2
 )::vector
 """
 # The model the server embeds queries with is the one the embeddings are recorded for.
@@ -281,6 +298,12 @@ async def main() -> None:
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--modes", default="text,hybrid", help="recall modes to measure, comma-separated")
+    parser.add_argument(
+        "--vectors",
+        choices=["model", "random"],
+        default="model",
+        help="memories' embeddings: round the model's vectors of corpus texts, or random directions",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="measure on a kept database with the same agents")
     parser.add_argument("--load-only", action="store_true", help="build the database and keep it, measure nothing")
@@ -326,7 +349,7 @@ async def kept(name: str, args: argparse.Namespace) -> tuple[str, str, str] | No
 
 
 async def run(args: argparse.Namespace) -> None:
-    name = f"memanto_bench_recall_{args.small}_{args.big}"
+    name = f"memanto_bench_recall_{args.small}_{args.big}_{args.vectors}"
     found = await kept(name, args) if args.reuse else None
     if found is not None:
         url, owner_id, key = found
@@ -344,7 +367,7 @@ async def run(args: argparse.Namespace) -> None:
             small_s = await load(conn, owner_id, "small", args.small, corpus)
             big_s = await load(conn, owner_id, "big", args.big, corpus)
             started = time.perf_counter()
-            await conn.execute(RANDOM_EMBEDDINGS)
+            await embed(conn, args.vectors, corpus)
             await conn.execute(RECORD_MODEL, load_local().model_id)
             vectors_s = time.perf_counter() - started
             # The HNSW graph of 1,000,000 384-dimension vectors needs about 3 GB to be built in
@@ -368,6 +391,23 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         if not (args.keep or args.load_only):
             await drop_database(name)
+
+
+async def embed(conn: asyncpg.Connection, vectors: str, corpus: Corpus) -> None:
+    """Give every memory an embedding, as `--vectors` says (RANDOM_EMBEDDINGS, MODEL_EMBEDDINGS)."""
+    if vectors == "random":
+        await conn.execute(RANDOM_EMBEDDINGS)
+        return
+    model = load_local()
+    texts = [corpus.content() for _ in range(ANCHORS)]
+    anchors = [
+        vector.tolist()
+        for batch in range(0, ANCHORS, 64)
+        for vector in await model.embed_documents(texts[batch : batch + 64])
+    ]
+    await conn.execute(CREATE_ANCHORS)
+    await conn.copy_records_to_table("anchors", records=list(enumerate(anchors)), columns=["i", "e"])
+    await conn.execute(MODEL_EMBEDDINGS, MODEL_NOISE, ANCHORS)
 
 
 async def measure_all(args: argparse.Namespace, url: str, key: str) -> None:
