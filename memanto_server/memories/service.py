@@ -306,7 +306,8 @@ class MemoryService:
                 )
         if corpus is None:
             return {}
-        self._large.saw(owner_id, agent_id, corpus.population)
+        if not large:  # a count taken now; an assumed one says nothing (memories/sizes.py)
+            self._large.saw(owner_id, agent_id, corpus.population)
         scorer = TextScorer(query.terms, corpus)
         return {
             h.memory_id: TextFound(Candidate(h.memory_id, h.created_at, h.seq), scorer.share(h.strengths)) for h in hits
